@@ -1,0 +1,309 @@
+//! The admin HTTP API: the fake phones and contacts, and faults on demand.
+//! The routes and bodies are a fixed contract that other tools use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::pairing::{self, LinkError};
+use crate::routing::{self, DeviceAddr, SendError};
+use crate::world::{World, is_phone};
+
+/// An admin API error: a status and a message, as `{"error": "..."}`.
+pub struct AdminError(StatusCode, String);
+
+impl IntoResponse for AdminError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn bad(msg: impl Into<String>) -> AdminError {
+    AdminError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(msg: impl Into<String>) -> AdminError {
+    AdminError(StatusCode::NOT_FOUND, msg.into())
+}
+
+impl From<LinkError> for AdminError {
+    fn from(e: LinkError) -> Self {
+        let status = match e {
+            LinkError::BadQr(_) => StatusCode::BAD_REQUEST,
+            LinkError::UnknownRef | LinkError::UnknownCode => StatusCode::NOT_FOUND,
+            LinkError::Rejected(_) => StatusCode::CONFLICT,
+            LinkError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            LinkError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        AdminError(status, e.to_string())
+    }
+}
+
+/// JSON body whose rejections (bad JSON, missing fields, wrong content
+/// type) are 400s with a message, never a panic.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = AdminError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(e) => Err(bad(rejection_text(&e))),
+        }
+    }
+}
+
+fn rejection_text(e: &JsonRejection) -> String {
+    e.body_text()
+}
+
+type Shared = State<Arc<World>>;
+
+pub fn router() -> Router<Arc<World>> {
+    Router::new()
+        .route("/admin/health", get(health))
+        .route("/admin/scan", post(scan))
+        .route("/admin/pair-code", post(pair_code))
+        .route(
+            "/admin/contacts/{phone}/messages",
+            post(contact_send).get(contact_inbox),
+        )
+        .route("/admin/contacts/{phone}/read", post(contact_read))
+        .route("/admin/devices", get(devices))
+        .route("/admin/devices/{jid}/disconnect", post(disconnect))
+        .route("/admin/devices/{jid}/logout", post(logout))
+        .route("/admin/devices/{jid}/stream-error", post(stream_error))
+        .route("/admin/devices/{jid}/stall", post(stall))
+}
+
+async fn health() -> axum::Json<Value> {
+    axum::Json(json!({ "ok": true }))
+}
+
+fn phone(p: &str, field: &str) -> Result<String, AdminError> {
+    let digits = p.trim_start_matches('+');
+    if is_phone(digits) {
+        Ok(digits.to_string())
+    } else {
+        Err(bad(format!(
+            "{field}: expected a phone number of digits, got {p:?}"
+        )))
+    }
+}
+
+#[derive(Deserialize)]
+struct ScanReq {
+    qr: String,
+    phone: String,
+    #[serde(default)]
+    push_name: Option<String>,
+}
+
+async fn scan(State(w): Shared, Body(req): Body<ScanReq>) -> Result<Response, AdminError> {
+    let phone = phone(&req.phone, "phone")?;
+    let linked = pairing::scan(&w, &req.qr, &phone, req.push_name.as_deref().unwrap_or("")).await?;
+    Ok(axum::Json(linked).into_response())
+}
+
+#[derive(Deserialize)]
+struct PairCodeReq {
+    phone: String,
+    code: String,
+}
+
+async fn pair_code(State(w): Shared, Body(req): Body<PairCodeReq>) -> Result<Response, AdminError> {
+    let phone = phone(&req.phone, "phone")?;
+    let linked = pairing::enter_code(&w, &phone, &req.code).await?;
+    Ok(axum::Json(linked).into_response())
+}
+
+#[derive(Deserialize)]
+struct SendReq {
+    to: String,
+    text: String,
+    #[serde(default)]
+    push_name: Option<String>,
+}
+
+async fn contact_send(
+    State(w): Shared,
+    Path(from): Path<String>,
+    Body(req): Body<SendReq>,
+) -> Result<Response, AdminError> {
+    let from = phone(&from, "phone")?;
+    let to = phone(&req.to, "to")?;
+    match routing::contact_send_text(&w, &from, &to, &req.text, req.push_name.as_deref()).await {
+        Ok(id) => Ok(axum::Json(json!({ "id": id })).into_response()),
+        Err(SendError::NoAccount(a)) => Err(not_found(format!("to: {a} is not an account"))),
+        Err(SendError::Sim(e)) => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+async fn contact_inbox(State(w): Shared, Path(p): Path<String>) -> Result<Response, AdminError> {
+    let p = phone(&p, "phone")?;
+    let messages = match w.lock().endpoints.get(&p).cloned() {
+        Some(e) => e.inbox.lock().map(|i| i.clone()).unwrap_or_default(),
+        None => Vec::new(),
+    };
+    Ok(axum::Json(json!({ "messages": messages })).into_response())
+}
+
+#[derive(Deserialize)]
+struct ReadReq {
+    id: String,
+}
+
+async fn contact_read(
+    State(w): Shared,
+    Path(p): Path<String>,
+    Body(req): Body<ReadReq>,
+) -> Result<Response, AdminError> {
+    let p = phone(&p, "phone")?;
+    let endpoint = w.lock().endpoints.get(&p).cloned();
+    let sender = endpoint.and_then(|e| {
+        e.inbox
+            .lock()
+            .ok()?
+            .iter()
+            .find(|m| m.id == req.id)
+            .map(|m| m.from.clone())
+    });
+    let Some(addr) = sender.as_deref().and_then(DeviceAddr::parse) else {
+        return Err(not_found(format!(
+            "id: no message {} in the inbox of {p}",
+            req.id
+        )));
+    };
+    w.deliver(
+        &addr.phone,
+        addr.device,
+        routing::receipt_node(&p, &req.id, Some("read")),
+    );
+    Ok(axum::Json(json!({ "ok": true })).into_response())
+}
+
+async fn devices(State(w): Shared) -> axum::Json<Value> {
+    let st = w.lock();
+    let mut list = Vec::new();
+    let mut phones: Vec<&String> = st.accounts.keys().collect();
+    phones.sort();
+    for p in phones {
+        let a = &st.accounts[p];
+        for d in a.devices.values() {
+            list.push(json!({
+                "jid": format!("{}:{}@s.whatsapp.net", a.phone, d.id),
+                "lid": format!("{}:{}@lid", a.lid, d.id),
+                "phone": a.phone,
+                "push_name": a.push_name,
+                "connected": d.conn.is_some(),
+            }));
+        }
+    }
+    axum::Json(json!({ "devices": list }))
+}
+
+/// A device JID from the path (URL-decoded by axum).
+fn device(w: &World, jid: &str) -> Result<DeviceAddr, AdminError> {
+    let addr =
+        DeviceAddr::parse(jid).ok_or_else(|| bad(format!("jid: not a device JID: {jid:?}")))?;
+    let known = w
+        .lock()
+        .accounts
+        .get(&addr.phone)
+        .is_some_and(|a| a.devices.contains_key(&addr.device));
+    if known {
+        Ok(addr)
+    } else {
+        Err(not_found(format!("no device {jid}")))
+    }
+}
+
+fn ok() -> Response {
+    axum::Json(json!({ "ok": true })).into_response()
+}
+
+async fn disconnect(State(w): Shared, Path(jid): Path<String>) -> Result<Response, AdminError> {
+    let addr = device(&w, &jid)?;
+    let st = w.lock();
+    if let Some(conn) = st
+        .accounts
+        .get(&addr.phone)
+        .and_then(|a| a.devices.get(&addr.device))
+        .and_then(|d| d.conn.as_ref())
+    {
+        conn.drop_connection();
+    }
+    Ok(ok())
+}
+
+async fn logout(State(w): Shared, Path(jid): Path<String>) -> Result<Response, AdminError> {
+    let addr = device(&w, &jid)?;
+    w.unlink(&addr.phone, addr.device, true);
+    Ok(ok())
+}
+
+#[derive(Deserialize)]
+struct StreamErrorReq {
+    code: String,
+}
+
+async fn stream_error(
+    State(w): Shared,
+    Path(jid): Path<String>,
+    Body(req): Body<StreamErrorReq>,
+) -> Result<Response, AdminError> {
+    let addr = device(&w, &jid)?;
+    if req.code.is_empty() || !req.code.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad("code: expected a numeric stream error code"));
+    }
+    let st = w.lock();
+    if let Some(conn) = st
+        .accounts
+        .get(&addr.phone)
+        .and_then(|a| a.devices.get(&addr.device))
+        .and_then(|d| d.conn.as_ref())
+    {
+        conn.send_final(pairing::stream_error(&req.code));
+    }
+    Ok(ok())
+}
+
+#[derive(Deserialize)]
+struct StallReq {
+    seconds: u64,
+}
+
+async fn stall(
+    State(w): Shared,
+    Path(jid): Path<String>,
+    Body(req): Body<StallReq>,
+) -> Result<Response, AdminError> {
+    let addr = device(&w, &jid)?;
+    if req.seconds > 3600 {
+        return Err(bad("seconds: at most 3600"));
+    }
+    let mut st = w.lock();
+    let conn_id = st
+        .accounts
+        .get(&addr.phone)
+        .and_then(|a| a.devices.get(&addr.device))
+        .and_then(|d| d.conn.as_ref())
+        .map(|c| c.id);
+    if let Some(id) = conn_id {
+        st.stalls.insert(
+            id,
+            tokio::time::Instant::now() + Duration::from_secs(req.seconds),
+        );
+    }
+    Ok(ok())
+}

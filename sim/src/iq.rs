@@ -1,0 +1,486 @@
+//! Answers to the IQs a device sends. Every IQ gets an answer: the ones the
+//! simulator does not implement get `type="error"` (501), because an
+//! unanswered IQ blocks its caller in the client for 75 s.
+
+use std::sync::Arc;
+
+use buffa::Message as _;
+use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+use wacore_binary::node::NodeContent;
+use waproto::whatsapp as wa;
+
+use crate::conn::ConnHandle;
+use crate::routing::DeviceAddr;
+use crate::signal::{Bundle, SignedPreKey, key32};
+use crate::stanza::{self, Peer};
+use crate::world::{SERVER, State, World, now_secs};
+
+fn attr(node: &Node, key: &str) -> Option<String> {
+    node.attrs.get(key).map(|v| v.as_str().into_owned())
+}
+
+fn bytes(node: Option<&Node>) -> &[u8] {
+    match node.and_then(|n| n.content.as_ref()) {
+        Some(NodeContent::Bytes(b)) => b,
+        _ => &[],
+    }
+}
+
+fn be_uint(b: &[u8]) -> u32 {
+    b.iter().fold(0u32, |acc, x| (acc << 8) | u32::from(*x))
+}
+
+pub fn result(id: &str) -> Node {
+    NodeBuilder::new("iq")
+        .attr("from", SERVER)
+        .attr("type", "result")
+        .attr("id", id)
+        .build()
+}
+
+pub fn result_with(id: &str, children: impl IntoIterator<Item = Node>) -> Node {
+    NodeBuilder::new("iq")
+        .attr("from", SERVER)
+        .attr("type", "result")
+        .attr("id", id)
+        .children(children)
+        .build()
+}
+
+pub fn error(id: &str, code: u16, text: &str) -> Node {
+    NodeBuilder::new("iq")
+        .attr("from", SERVER)
+        .attr("type", "error")
+        .attr("id", id)
+        .children([NodeBuilder::new("error")
+            .attr("code", code.to_string())
+            .attr("text", text)
+            .build()])
+        .build()
+}
+
+pub async fn handle(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: &Node) {
+    let id = attr(node, "id").unwrap_or_default();
+    let xmlns = attr(node, "xmlns").unwrap_or_default();
+    let kind = attr(node, "type").unwrap_or_default();
+    if xmlns == "w:p" {
+        conn.send(
+            NodeBuilder::new("iq")
+                .attr("from", SERVER)
+                .attr("type", "result")
+                .attr("id", id.as_str())
+                .attr("t", now_secs().to_string())
+                .build(),
+        );
+        return;
+    }
+    let (phone, device) = match peer {
+        Peer::Registering => {
+            if let Some(reply) = stanza::on_registration_iq(world, conn, node) {
+                conn.send(reply);
+            } else if kind == "get" || kind == "set" {
+                conn.send(error(&id, 501, "not-implemented"));
+            }
+            return;
+        }
+        Peer::Device { phone, device } => (phone.as_str(), *device),
+        Peer::Rejected => return,
+    };
+    // Answers to our own IQs (none expected from a logged-in device).
+    if kind == "result" || kind == "error" {
+        return;
+    }
+    let reply = match xmlns.as_str() {
+        "passive" => {
+            conn.send(result(&id));
+            // The offline queue, then its end marker: without the marker
+            // the client waits 60 s before it goes on.
+            let n = world.flush_queue(phone, device, conn.id);
+            conn.send(
+                NodeBuilder::new("ib")
+                    .children([NodeBuilder::new("offline")
+                        .attr("count", n.to_string())
+                        .build()])
+                    .build(),
+            );
+            return;
+        }
+        "abt" => result_with(
+            &id,
+            [NodeBuilder::new("props")
+                .attr("protocol", "1")
+                .attr("hash", "wa-sim")
+                .build()],
+        ),
+        "blocklist" => result_with(&id, [NodeBuilder::new("list").build()]),
+        "privacy" if node.get_optional_child("privacy").is_some() => result_with(
+            &id,
+            [NodeBuilder::new("privacy")
+                .children(
+                    [
+                        ("readreceipts", "all"),
+                        ("last", "all"),
+                        ("online", "all"),
+                        ("profile", "all"),
+                        ("status", "all"),
+                        ("groupadd", "all"),
+                    ]
+                    .map(|(n, v)| {
+                        NodeBuilder::new("category")
+                            .attr("name", n)
+                            .attr("value", v)
+                            .build()
+                    }),
+                )
+                .build()],
+        ),
+        // Privacy tokens (fire and forget after a send).
+        "privacy" => result(&id),
+        "encrypt" => encrypt(world, phone, device, &id, &kind, node).await,
+        "usync" => usync(world, &id, node),
+        "w:sync:app:state" => app_state(&id, node),
+        "urn:xmpp:whatsapp:dirty" => result(&id),
+        "md" => companion_md(world, phone, device, &id, node),
+        _ => error(&id, 501, "not-implemented"),
+    };
+    conn.send(reply);
+}
+
+/// `encrypt`: prekey upload, count, digest, fetch and signed-prekey rotation.
+async fn encrypt(
+    world: &Arc<World>,
+    phone: &str,
+    device: u16,
+    id: &str,
+    kind: &str,
+    node: &Node,
+) -> Node {
+    if kind == "set" {
+        if let Some(rotate) = node.get_optional_child("rotate") {
+            let Some(skey) = parse_skey(rotate.get_optional_child("skey")) else {
+                return error(id, 400, "bad-request");
+            };
+            with_device(world, phone, device, |d| d.signed_prekey = skey);
+            return result(id);
+        }
+        if node.get_optional_child("registration").is_some() {
+            let identity = key32(bytes(node.get_optional_child("identity")));
+            let reg_id = be_uint(bytes(node.get_optional_child("registration")));
+            let skey = parse_skey(node.get_optional_child("skey"));
+            let keys: Vec<(u32, [u8; 32])> = node
+                .get_optional_child("list")
+                .map(|l| {
+                    l.get_children_by_tag("key")
+                        .map(|k| {
+                            (
+                                be_uint(bytes(k.get_optional_child("id"))),
+                                key32(bytes(k.get_optional_child("value"))),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            with_device(world, phone, device, |d| {
+                d.identity = identity;
+                d.reg_id = reg_id;
+                if let Some(s) = skey {
+                    d.signed_prekey = s;
+                }
+                d.prekeys.extend(keys);
+            });
+            return result(id);
+        }
+        return error(id, 501, "not-implemented");
+    }
+    if node.get_optional_child("count").is_some() {
+        let n = {
+            let st = world.lock();
+            device_of(&st, phone, device).map_or(0, |d| d.prekeys.len())
+        };
+        return result_with(
+            id,
+            [NodeBuilder::new("count")
+                .attr("value", n.to_string())
+                .build()],
+        );
+    }
+    if node.get_optional_child("digest").is_some() {
+        // The client only acts on 404 (re-upload); a mismatch would only be
+        // logged. Ask for a re-upload when we hold no prekeys for it.
+        let empty = {
+            let st = world.lock();
+            device_of(&st, phone, device).is_none_or(|d| d.prekeys.is_empty())
+        };
+        return if empty {
+            error(id, 404, "item-not-found")
+        } else {
+            error(id, 503, "service-unavailable")
+        };
+    }
+    if let Some(key) = node.get_optional_child("key") {
+        let mut users = Vec::new();
+        for user in key.get_children_by_tag("user") {
+            let jid = attr(user, "jid").unwrap_or_default();
+            users.push(prekey_user(world, &jid).await);
+        }
+        return result_with(id, [NodeBuilder::new("list").children(users).build()]);
+    }
+    error(id, 501, "not-implemented")
+}
+
+fn device_of<'a>(st: &'a State, phone: &str, device: u16) -> Option<&'a crate::world::Device> {
+    st.accounts.get(phone)?.devices.get(&device)
+}
+
+fn with_device(world: &World, phone: &str, device: u16, f: impl FnOnce(&mut crate::world::Device)) {
+    let mut st = world.lock();
+    if let Some(d) = st
+        .accounts
+        .get_mut(phone)
+        .and_then(|a| a.devices.get_mut(&device))
+    {
+        f(d);
+    }
+}
+
+fn parse_skey(skey: Option<&Node>) -> Option<SignedPreKey> {
+    let skey = skey?;
+    Some(SignedPreKey {
+        id: be_uint(bytes(skey.get_optional_child("id"))),
+        public: key32(bytes(skey.get_optional_child("value"))),
+        signature: bytes(skey.get_optional_child("signature")).to_vec(),
+    })
+}
+
+/// Resolves a user or device JID (PN or LID) to a device address.
+fn resolve(world: &World, jid: &str) -> Option<DeviceAddr> {
+    if let Some(addr) = DeviceAddr::parse(jid) {
+        return Some(addr);
+    }
+    let (user, server) = jid.split_once('@')?;
+    if server != "lid" {
+        return None;
+    }
+    let (lid, device) = match user.split_once(':') {
+        Some((l, d)) => (l, d.parse().ok()?),
+        None => (user, 0),
+    };
+    let phone = world.lock().lids.get(lid).cloned()?;
+    Some(DeviceAddr { phone, device })
+}
+
+/// One `<user>` of a prekey fetch answer, under the JID it was asked for.
+async fn prekey_user(world: &Arc<World>, jid: &str) -> Node {
+    let bundle = match resolve(world, jid) {
+        Some(addr) if addr.device == 0 => match world.endpoint(&addr.phone) {
+            Ok(e) => Some(e.peer.lock().await.take_bundle()),
+            Err(_) => None,
+        },
+        Some(addr) => world.take_device_bundle(&addr.phone, addr.device),
+        None => None,
+    };
+    let user = NodeBuilder::new("user").attr("jid", jid);
+    let Some(b) = bundle else {
+        return user
+            .children([NodeBuilder::new("error")
+                .attr("code", "404")
+                .attr("text", "item-not-found")
+                .build()])
+            .build();
+    };
+    user.children(bundle_nodes(&b)).build()
+}
+
+fn id3(id: u32) -> Vec<u8> {
+    id.to_be_bytes()[1..].to_vec()
+}
+
+fn bundle_nodes(b: &Bundle) -> Vec<Node> {
+    let mut nodes = vec![
+        NodeBuilder::new("registration")
+            .bytes(b.reg_id.to_be_bytes().to_vec())
+            .build(),
+        NodeBuilder::new("type").bytes(vec![5]).build(),
+        NodeBuilder::new("identity")
+            .bytes(b.identity.to_vec())
+            .build(),
+    ];
+    if let Some((pid, pkey)) = b.prekey {
+        nodes.push(
+            NodeBuilder::new("key")
+                .children([
+                    NodeBuilder::new("id").bytes(id3(pid)).build(),
+                    NodeBuilder::new("value").bytes(pkey.to_vec()).build(),
+                ])
+                .build(),
+        );
+    }
+    nodes.push(
+        NodeBuilder::new("skey")
+            .children([
+                NodeBuilder::new("id")
+                    .bytes(id3(b.signed_prekey.id))
+                    .build(),
+                NodeBuilder::new("value")
+                    .bytes(b.signed_prekey.public.to_vec())
+                    .build(),
+                NodeBuilder::new("signature")
+                    .bytes(b.signed_prekey.signature.clone())
+                    .build(),
+            ])
+            .build(),
+    );
+    nodes
+}
+
+/// `usync`: device lists and LID lookups.
+fn usync(world: &Arc<World>, id: &str, node: &Node) -> Node {
+    let Some(usync) = node.get_optional_child("usync") else {
+        return error(id, 400, "bad-request");
+    };
+    let query = usync.get_optional_child("query");
+    let wants_devices = query.is_some_and(|q| q.get_optional_child("devices").is_some());
+    let wants_lid = query.is_some_and(|q| q.get_optional_child("lid").is_some());
+    let mut users = Vec::new();
+    if let Some(list) = usync.get_optional_child("list") {
+        for user in list.get_children_by_tag("user") {
+            let jid = attr(user, "jid").unwrap_or_default();
+            let addr = resolve(world, &jid);
+            let mut children = Vec::new();
+            if wants_devices {
+                children.push(match &addr {
+                    Some(a) => device_list(world, &a.phone),
+                    None => NodeBuilder::new("devices")
+                        .children([NodeBuilder::new("error")
+                            .attr("code", "404")
+                            .attr("text", "item-not-found")
+                            .build()])
+                        .build(),
+                });
+            }
+            if wants_lid {
+                // Only accounts have a LID here; contacts are reached by
+                // phone number, which keeps every client on PN addressing.
+                let lid = addr.as_ref().and_then(|a| {
+                    let st = world.lock();
+                    st.accounts.get(&a.phone).map(|acc| acc.lid.clone())
+                });
+                children.push(match lid {
+                    Some(l) => NodeBuilder::new("lid")
+                        .attr("val", format!("{l}@lid"))
+                        .build(),
+                    None => NodeBuilder::new("lid").build(),
+                });
+            }
+            users.push(
+                NodeBuilder::new("user")
+                    .attr("jid", jid)
+                    .children(children)
+                    .build(),
+            );
+        }
+    }
+    let mut out = NodeBuilder::new("usync");
+    for key in ["sid", "mode", "context", "index", "last"] {
+        if let Some(v) = attr(usync, key) {
+            out = out.attr(key, v);
+        }
+    }
+    result_with(
+        id,
+        [
+            out.children([NodeBuilder::new("list").children(users).build()])
+                .build(),
+        ],
+    )
+}
+
+/// `<devices>` for one user: the phone (device 0) and every linked companion
+/// with its key index, plus the signed key-index list the client needs to
+/// accept companions at all.
+fn device_list(world: &World, phone: &str) -> Node {
+    let st = world.lock();
+    let Some(account) = st.accounts.get(phone) else {
+        return NodeBuilder::new("devices")
+            .children([NodeBuilder::new("device-list")
+                .children([NodeBuilder::new("device").attr("id", "0").build()])
+                .build()])
+            .build();
+    };
+    let mut devices = vec![NodeBuilder::new("device").attr("id", "0").build()];
+    let mut indexes = Vec::new();
+    for d in account.devices.values() {
+        indexes.push(d.key_index);
+        devices.push(
+            NodeBuilder::new("device")
+                .attr("id", d.id.to_string())
+                .attr("key-index", d.key_index.to_string())
+                .build(),
+        );
+    }
+    let mut children = vec![NodeBuilder::new("device-list").children(devices).build()];
+    if !indexes.is_empty() {
+        let pubkey = account.account_key.public_key.public_key_bytes();
+        let raw_id = u32::from_be_bytes([pubkey[0], pubkey[1], pubkey[2], pubkey[3]]) >> 1;
+        let ts = now_secs();
+        let details = wa::ADVKeyIndexList {
+            raw_id: Some(raw_id),
+            timestamp: Some(ts),
+            current_index: indexes.iter().copied().max(),
+            valid_indexes: indexes,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut to_sign = vec![6u8, 2];
+        to_sign.extend_from_slice(&details);
+        let signature = account
+            .account_key
+            .private_key
+            .calculate_signature(&to_sign, &mut rand::rng())
+            .map(|s| s.to_vec())
+            .unwrap_or_default();
+        let signed = wa::ADVSignedKeyIndexList {
+            details: Some(details),
+            account_signature: Some(signature),
+            account_signature_key: Some(pubkey.to_vec()),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        children.push(
+            NodeBuilder::new("key-index-list")
+                .attr("ts", ts.to_string())
+                .bytes(signed)
+                .build(),
+        );
+    }
+    NodeBuilder::new("devices").children(children).build()
+}
+
+/// `w:sync:app:state`: every asked collection, empty, counts as synced.
+fn app_state(id: &str, node: &Node) -> Node {
+    let collections: Vec<Node> = node
+        .get_optional_child("sync")
+        .map(|s| {
+            s.get_children_by_tag("collection")
+                .filter_map(|c| attr(c, "name"))
+                .map(|name| {
+                    NodeBuilder::new("collection")
+                        .attr("name", name)
+                        .attr("version", "0")
+                        .build()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    result_with(id, [NodeBuilder::new("sync").children(collections).build()])
+}
+
+/// `md` from a linked device: the client removing itself (logout).
+fn companion_md(world: &World, phone: &str, device: u16, id: &str, node: &Node) -> Node {
+    if node.get_optional_child("remove-companion-device").is_some() {
+        world.unlink(phone, device, false);
+        return result(id);
+    }
+    error(id, 501, "not-implemented")
+}

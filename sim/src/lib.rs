@@ -1,0 +1,175 @@
+//! wa-sim: a protocol-level WhatsApp server simulator.
+//!
+//! It speaks the real WhatsApp Web protocol (Noise handshake, binary nodes,
+//! Signal-encrypted messages) to unmodified `whatsapp-rust` clients, and it
+//! plays every other party: the phones that link devices, fake contacts that
+//! send and receive messages, and the server that routes between accounts.
+//! An admin HTTP API on the same port drives the fake parties and injects
+//! faults. Clients must be built with whatsapp-rust's
+//! `danger-skip-cert-chain-verify` feature: the simulator cannot sign with
+//! WhatsApp's root key.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let sim = wa_sim::Simulator::start("127.0.0.1:0".parse()?).await?;
+//! println!("{} {}", sim.ws_url(), sim.admin_url());
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+mod conn;
+mod error;
+mod iq;
+mod noise;
+mod pairing;
+mod routing;
+mod signal;
+mod stanza;
+mod world;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use error::SimError;
+pub use pairing::LinkError;
+pub use routing::SendError;
+pub use world::{InboxMessage, LinkedDevice, World};
+
+/// Starts simulators.
+pub struct Simulator;
+
+impl Simulator {
+    /// Binds `addr` (port 0 for a free port) and serves the WebSocket
+    /// endpoint `/ws/chat` and the admin API `/admin/*` until the handle is
+    /// shut down or dropped.
+    pub async fn start(addr: SocketAddr) -> std::io::Result<SimHandle> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let world = Arc::new(World::new());
+        let app = router(world.clone());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+        Ok(SimHandle {
+            addr,
+            world,
+            stop: Some(stop_tx),
+            task: Some(task),
+        })
+    }
+}
+
+/// The router of a simulator over a given world.
+pub fn router(world: Arc<World>) -> Router {
+    Router::new()
+        .route("/ws/chat", get(ws_chat))
+        .merge(admin::router())
+        .with_state(world)
+}
+
+async fn ws_chat(ws: WebSocketUpgrade, State(world): State<Arc<World>>) -> Response {
+    ws.read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(32 << 20)
+        .on_upgrade(move |socket| conn::serve(socket, world))
+}
+
+/// A running simulator.
+pub struct SimHandle {
+    addr: SocketAddr,
+    world: Arc<World>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl SimHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `ws://HOST:PORT/ws/chat`, for `TokioWebSocketTransportFactory::with_url`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws/chat", self.addr)
+    }
+
+    /// `http://HOST:PORT/admin`, the base of the admin API.
+    pub fn admin_url(&self) -> String {
+        format!("http://{}/admin", self.addr)
+    }
+
+    /// The simulator's state, for in-process callers that prefer a direct
+    /// API to HTTP.
+    pub fn world(&self) -> &Arc<World> {
+        &self.world
+    }
+
+    /// The phone of `phone` scans a QR string (see `POST /admin/scan`).
+    pub async fn scan(
+        &self,
+        qr: &str,
+        phone: &str,
+        push_name: &str,
+    ) -> Result<LinkedDevice, LinkError> {
+        pairing::scan(&self.world, qr, phone, push_name).await
+    }
+
+    /// The phone of `phone` enters a pair code (see `POST /admin/pair-code`).
+    pub async fn enter_pair_code(
+        &self,
+        phone: &str,
+        code: &str,
+    ) -> Result<LinkedDevice, LinkError> {
+        pairing::enter_code(&self.world, phone, code).await
+    }
+
+    /// A contact sends a text to every device of an account; returns its id.
+    pub async fn contact_send(
+        &self,
+        from: &str,
+        to: &str,
+        text: &str,
+        push_name: Option<&str>,
+    ) -> Result<String, SendError> {
+        routing::contact_send_text(&self.world, from, to, text, push_name).await
+    }
+
+    /// What a contact has received so far, oldest first.
+    pub fn inbox(&self, phone: &str) -> Vec<InboxMessage> {
+        let endpoint = self.world.lock().endpoints.get(phone).cloned();
+        endpoint
+            .and_then(|e| e.inbox.lock().ok().map(|i| i.clone()))
+            .unwrap_or_default()
+    }
+
+    /// Stops serving and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Live WebSocket connections do not end by themselves; abort.
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

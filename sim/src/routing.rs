@@ -1,0 +1,290 @@
+//! Message routing: from the simulator's endpoints (contacts, phones) to real
+//! devices, and from real devices to endpoints and to other real devices.
+
+use std::sync::Arc;
+
+use buffa::Message as _;
+use wacore_binary::Node;
+use wacore_binary::builder::NodeBuilder;
+use waproto::whatsapp as wa;
+
+use crate::error::SimError;
+use crate::signal::{EncType, address};
+use crate::world::{InboxMessage, SERVER, World, new_message_id, now_secs};
+
+/// The outer attributes of a message stanza.
+pub struct Envelope {
+    pub id: String,
+    /// `type` of the stanza: `text`, `media`, `protocol`...
+    pub kind: &'static str,
+    pub push_name: Option<String>,
+    pub timestamp: u64,
+    /// Messages between devices of one account carry `category="peer"`.
+    pub category_peer: bool,
+}
+
+/// A device address parsed from a JID (`PHONE[:DEVICE]@s.whatsapp.net`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceAddr {
+    pub phone: String,
+    pub device: u16,
+}
+
+impl DeviceAddr {
+    pub fn parse(jid: &str) -> Option<Self> {
+        let (user, server) = jid.split_once('@')?;
+        if server != SERVER {
+            return None;
+        }
+        let (phone, device) = match user.split_once(':') {
+            Some((p, d)) => (p, d.parse().ok()?),
+            None => (user, 0),
+        };
+        let phone = phone.split('.').next()?.to_string();
+        crate::world::is_phone(&phone).then_some(Self { phone, device })
+    }
+
+    pub fn jid(&self) -> String {
+        if self.device == 0 {
+            format!("{}@{SERVER}", self.phone)
+        } else {
+            format!("{}:{}@{SERVER}", self.phone, self.device)
+        }
+    }
+}
+
+/// Encrypts a message from a simulator endpoint to one real device and
+/// queues it for that device. The endpoint's Signal lock is held until the
+/// stanza is queued, so messages of one endpoint arrive in the order sent.
+pub async fn send_from_endpoint(
+    world: &World,
+    from_phone: &str,
+    to_phone: &str,
+    to_device: u16,
+    plaintext: &[u8],
+    env: Envelope,
+) -> Result<(), SimError> {
+    let endpoint = world.endpoint(from_phone)?;
+    let to = address(to_phone, to_device);
+    let mut peer = endpoint.peer.lock().await;
+    let bundle = if peer.has_session(&to) {
+        None
+    } else {
+        world.take_device_bundle(to_phone, to_device)
+    };
+    let (kind, ct) = peer.encrypt(&to, bundle.as_ref(), plaintext).await?;
+    let mut msg = NodeBuilder::new("message")
+        .attr("from", format!("{from_phone}@{SERVER}"))
+        .attr("id", env.id.as_str())
+        .attr("t", env.timestamp.to_string())
+        .attr("type", env.kind);
+    if let Some(name) = &env.push_name {
+        msg = msg.attr("notify", name.as_str());
+    }
+    if env.category_peer {
+        msg = msg.attr("category", "peer");
+    }
+    let node = msg.children([enc_node(kind, ct)]).build();
+    world.deliver(to_phone, to_device, node);
+    world
+        .stats
+        .messages_routed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+fn enc_node(kind: EncType, ct: Vec<u8>) -> Node {
+    NodeBuilder::new("enc")
+        .attr("v", "2")
+        .attr("type", kind.as_str())
+        .bytes(ct)
+        .build()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{0} is not an account")]
+    NoAccount(String),
+    #[error(transparent)]
+    Sim(#[from] SimError),
+}
+
+/// A fake contact sends a text to every linked device of an account.
+pub async fn contact_send_text(
+    world: &Arc<World>,
+    from: &str,
+    to: &str,
+    text: &str,
+    push_name: Option<&str>,
+) -> Result<String, SendError> {
+    let devices = world
+        .companions(to)
+        .ok_or_else(|| SendError::NoAccount(to.to_string()))?;
+    let message = wa::Message {
+        conversation: Some(text.to_string()),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let id = new_message_id();
+    let t = now_secs();
+    for device in devices {
+        send_from_endpoint(
+            world,
+            from,
+            to,
+            device,
+            &message,
+            Envelope {
+                id: id.clone(),
+                kind: "text",
+                push_name: push_name.map(str::to_string),
+                timestamp: t,
+                category_peer: false,
+            },
+        )
+        .await?;
+    }
+    Ok(id)
+}
+
+/// A receipt from a simulator endpoint to one device.
+pub fn receipt_node(from_phone: &str, id: &str, kind: Option<&str>) -> Node {
+    let mut b = NodeBuilder::new("receipt")
+        .attr("from", format!("{from_phone}@{SERVER}"))
+        .attr("id", id)
+        .attr("t", now_secs().to_string());
+    if let Some(k) = kind {
+        b = b.attr("type", k);
+    }
+    b.build()
+}
+
+/// One encrypted copy of a client's message, for one device.
+pub struct Copy {
+    pub to: DeviceAddr,
+    pub kind: EncType,
+    pub ciphertext: Vec<u8>,
+    /// The `<enc>` node as sent, forwarded unchanged to real devices.
+    pub enc: Node,
+}
+
+/// A message sent by a real device, split into its per-device copies.
+pub struct Outgoing {
+    pub from: DeviceAddr,
+    pub chat: String,
+    pub id: String,
+    pub kind: String,
+    pub push_name: String,
+    pub copies: Vec<Copy>,
+    pub device_identity: Option<Node>,
+}
+
+/// Routes a client's message to every device it was encrypted for: real
+/// devices get the stanza (queued while offline); simulator endpoints decrypt
+/// it, keep it in their inbox and answer with a delivery receipt.
+pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
+    let t = now_secs();
+    let from_jid = out.from.jid();
+    let mut receipted: Vec<String> = Vec::new();
+    for copy in out.copies {
+        if copy.to.device == 0 {
+            let endpoint = match world.endpoint(&copy.to.phone) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!("endpoint {}: {e}", copy.to.phone);
+                    continue;
+                }
+            };
+            let plain = {
+                let mut peer = endpoint.peer.lock().await;
+                peer.decrypt(
+                    &address(&out.from.phone, out.from.device),
+                    copy.kind,
+                    &copy.ciphertext,
+                )
+                .await
+            };
+            let plain = match plain {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(
+                        "{} cannot decrypt {} from {from_jid}: {e}",
+                        copy.to.phone,
+                        out.id
+                    );
+                    continue;
+                }
+            };
+            world
+                .stats
+                .messages_decrypted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // A copy for the sender's own phone is a device-sent copy: the
+            // phone keeps no inbox of its own messages.
+            if copy.to.phone == out.from.phone {
+                continue;
+            }
+            let text = wa::Message::decode_from_slice(&plain)
+                .ok()
+                .and_then(|m| message_text(&m));
+            if let Some(text) = text
+                && let Ok(mut inbox) = endpoint.inbox.lock()
+            {
+                inbox.push(InboxMessage {
+                    id: out.id.clone(),
+                    from: from_jid.clone(),
+                    to: out.chat.clone(),
+                    text,
+                    timestamp: t,
+                });
+            }
+            if !receipted.contains(&copy.to.phone) {
+                receipted.push(copy.to.phone.clone());
+                world.deliver(
+                    &out.from.phone,
+                    out.from.device,
+                    receipt_node(&copy.to.phone, &out.id, None),
+                );
+            }
+        } else {
+            let mut b = NodeBuilder::new("message")
+                .attr("from", from_jid.as_str())
+                .attr("id", out.id.as_str())
+                .attr("t", t.to_string())
+                .attr("type", out.kind.as_str());
+            if !out.push_name.is_empty() {
+                b = b.attr("notify", out.push_name.as_str());
+            }
+            if copy.to.phone == out.from.phone {
+                b = b.attr("recipient", out.chat.as_str());
+            }
+            let mut children = vec![copy.enc];
+            if copy.kind == EncType::PkMsg
+                && let Some(di) = &out.device_identity
+            {
+                children.push(di.clone());
+            }
+            world.deliver(&copy.to.phone, copy.to.device, b.children(children).build());
+            world
+                .stats
+                .messages_routed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// The text of a message, for the inbox.
+pub fn message_text(m: &wa::Message) -> Option<String> {
+    if let Some(c) = &m.conversation {
+        return Some(c.clone());
+    }
+    if let Some(ext) = m.extended_text_message.as_option() {
+        return ext.text.clone();
+    }
+    if let Some(dsm) = m.device_sent_message.as_option()
+        && let Some(inner) = dsm.message.as_option()
+    {
+        return message_text(inner);
+    }
+    None
+}

@@ -1,0 +1,113 @@
+//! Test harness: a simulator per test and real whatsapp-rust clients.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wa_sim::{SimHandle, Simulator};
+use whatsapp_rust::TokioRuntime;
+use whatsapp_rust::bot::Provided;
+use whatsapp_rust::prelude::*;
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+
+pub async fn sim() -> SimHandle {
+    Simulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("start simulator")
+}
+
+/// Runs a future with a deadline; `Err` names the timeout.
+pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> Result<T, String> {
+    tokio::time::timeout(limit, f)
+        .await
+        .map_err(|_| format!("timed out after {limit:?}"))
+}
+
+type FullBuilder = BotBuilder<Provided, Provided, Provided, Provided>;
+
+/// A real client with its event stream.
+pub struct Client {
+    pub client: Arc<whatsapp_rust::Client>,
+    handle: Option<BotHandle>,
+    events: whatsapp_rust::async_channel::Receiver<Arc<Event>>,
+}
+
+impl Client {
+    pub async fn start(sim: &SimHandle, db: &Path) -> Self {
+        Self::start_with(sim, db, |b| b).await
+    }
+
+    pub async fn start_with(
+        sim: &SimHandle,
+        db: &Path,
+        f: impl FnOnce(FullBuilder) -> FullBuilder,
+    ) -> Self {
+        let store = SqliteStore::new(db.to_str().unwrap())
+            .await
+            .expect("sqlite");
+        let (handler, events) = ChannelEventHandler::new();
+        let builder = Bot::builder()
+            .with_backend(store)
+            .with_transport_factory(TokioWebSocketTransportFactory::new().with_url(sim.ws_url()))
+            .with_runtime(TokioRuntime)
+            .with_version((2, 3000, 0))
+            .skip_history_sync();
+        let bot = f(builder).build().await.expect("build bot");
+        let client = bot.client();
+        // Subscribed before the bot runs, so no event is missed.
+        client.subscribe_handler(handler).detach();
+        let handle = bot.spawn();
+        Self {
+            client,
+            handle: Some(handle),
+            events,
+        }
+    }
+
+    /// The next event matching `pred`; events before it are dropped.
+    pub async fn wait(&mut self, mut pred: impl FnMut(&Event) -> bool) -> Arc<Event> {
+        loop {
+            let e = self.events.recv().await.expect("event stream closed");
+            if pred(&e) {
+                return e;
+            }
+        }
+    }
+
+    /// Waits (at most 5 s) for the next QR code.
+    pub async fn next_qr(&mut self) -> String {
+        let e = within(
+            Duration::from_secs(5),
+            self.wait(|e| matches!(e, Event::PairingQrCode(_))),
+        )
+        .await
+        .expect("a QR code");
+        match &*e {
+            Event::PairingQrCode(q) => q.code.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = within(Duration::from_secs(5), h.shutdown()).await;
+        }
+    }
+}
+
+/// Starts a client, links it to `phone` and waits for `Connected`.
+pub async fn link_new(sim: &SimHandle, db: &Path, phone: &str, name: &str) -> Client {
+    let mut c = Client::start(sim, db).await;
+    let qr = c.next_qr().await;
+    sim.scan(&qr, phone, name).await.expect("scan");
+    within(
+        Duration::from_secs(2),
+        c.wait(|e| matches!(e, Event::Connected(_))),
+    )
+    .await
+    .expect("Connected within 2 s of the scan");
+    c
+}
