@@ -10,8 +10,8 @@ mod harness;
 use std::time::Duration;
 
 use harness::{Client, link_new, within};
-use whatsapp_rust::types::presence::ReceiptType;
 use whatsapp_rust::prelude::*;
+use whatsapp_rust::types::presence::ReceiptType;
 
 const FAST: Duration = Duration::from_secs(2);
 
@@ -48,7 +48,10 @@ async fn restore_from_the_stored_session_without_a_qr() {
     )
     .await
     .expect("Connected within 2 s on restore");
-    assert!(matches!(&*first, Event::Connected(_)), "got a QR on restore");
+    assert!(
+        matches!(&*first, Event::Connected(_)),
+        "got a QR on restore"
+    );
     c.stop().await;
 }
 
@@ -84,14 +87,19 @@ async fn contact_text_reaches_the_client_with_id_sender_name_and_time() {
     assert_eq!(sender, "15550002222@s.whatsapp.net");
     assert_eq!(name, "Alice");
     assert_eq!(text, "hello");
-    assert!((before..=before + 2).contains(&ts), "timestamp {ts} vs {before}");
+    assert!(
+        (before..=before + 2).contains(&ts),
+        "timestamp {ts} vs {before}"
+    );
 
     // A second message goes over the established session (msg, not pkmsg).
     let id2 = sim
         .contact_send("15550002222", "15550001111", "again", Some("Alice"))
         .await
         .unwrap();
-    let e = within(FAST, c.wait(|e| text_of(e).is_some())).await.unwrap();
+    let e = within(FAST, c.wait(|e| text_of(e).is_some()))
+        .await
+        .unwrap();
     assert_eq!(text_of(&e).unwrap().0, id2);
     c.stop().await;
 }
@@ -122,10 +130,14 @@ async fn client_text_reaches_the_contact_inbox_and_receipts_come_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
     let to: Jid = "15550002222@s.whatsapp.net".parse().unwrap();
-    let sent = within(FAST, c.client.send_message(to.clone(), wa::Message::text("hi there")))
-        .await
-        .expect("send in time")
-        .expect("send");
+    let sent = within(
+        FAST,
+        c.client
+            .send_message(to.clone(), wa::Message::text("hi there")),
+    )
+    .await
+    .expect("send in time")
+    .expect("send");
     let inbox = eventually(FAST, || {
         let i = sim.inbox("15550002222");
         (!i.is_empty()).then_some(i)
@@ -159,4 +171,225 @@ async fn client_text_reaches_the_contact_inbox_and_receipts_come_back() {
         .await
         .expect("read receipt");
     c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_sent_while_offline_arrives_after_reconnect() {
+    let sim = harness::sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let c = link_new(&sim, &db, "15550001111", "Acme").await;
+    c.stop().await;
+    let id = sim
+        .contact_send(
+            "15550002222",
+            "15550001111",
+            "while you were away",
+            Some("Alice"),
+        )
+        .await
+        .unwrap();
+    let mut c = Client::start(&sim, &db).await;
+    let e = within(FAST, c.wait(|e| text_of(e).is_some()))
+        .await
+        .expect("queued message within 2 s of the restart");
+    let (mid, _, _, _, text) = text_of(&e).unwrap();
+    assert_eq!(mid, id);
+    assert_eq!(text, "while you were away");
+    c.stop().await;
+}
+
+async fn admin_post(
+    sim: &wa_sim::SimHandle,
+    path: &str,
+    body: serde_json::Value,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", sim.admin_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn enc(jid: &str) -> String {
+    jid.replace(':', "%3A").replace('@', "%40")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_connection_reconnects_by_itself() {
+    let sim = harness::sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
+    let jid = "15550001111:1@s.whatsapp.net";
+    let r = admin_post(
+        &sim,
+        &format!("/devices/{}/disconnect", enc(jid)),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    within(FAST, c.wait(|e| matches!(e, Event::Disconnected(_))))
+        .await
+        .expect("Disconnected");
+    // The client's own backoff starts at 1 s.
+    within(
+        Duration::from_secs(4),
+        c.wait(|e| matches!(e, Event::Connected(_))),
+    )
+    .await
+    .expect("reconnected");
+    // And it still receives.
+    let id = sim
+        .contact_send("15550002222", "15550001111", "still there?", None)
+        .await
+        .unwrap();
+    let e = within(FAST, c.wait(|e| text_of(e).is_some()))
+        .await
+        .unwrap();
+    assert_eq!(text_of(&e).unwrap().0, id);
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_from_the_phone_gives_logged_out_and_the_identity_is_dead() {
+    let sim = harness::sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let mut c = link_new(&sim, &db, "15550001111", "Acme").await;
+    let jid = "15550001111:1@s.whatsapp.net";
+    let r = admin_post(
+        &sim,
+        &format!("/devices/{}/logout", enc(jid)),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    within(FAST, c.wait(|e| matches!(e, Event::LoggedOut(_))))
+        .await
+        .expect("LoggedOut");
+    c.stop().await;
+    // The same identity can no longer log in.
+    let mut c = Client::start(&sim, &db).await;
+    let e = within(
+        FAST,
+        c.wait(|e| matches!(e, Event::LoggedOut(_) | Event::Connected(_))),
+    )
+    .await
+    .expect("an answer to the login");
+    assert!(matches!(&*e, Event::LoggedOut(_)), "logged in after logout");
+    c.stop().await;
+    // An unknown device is a 404 for the admin API.
+    let r = admin_post(
+        &sim,
+        &format!("/devices/{}/logout", enc(jid)),
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_error_515_makes_the_client_reconnect() {
+    let sim = harness::sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
+    let jid = "15550001111:1@s.whatsapp.net";
+    let r = admin_post(
+        &sim,
+        &format!("/devices/{}/stream-error", enc(jid)),
+        serde_json::json!({"code": "515"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    within(FAST, c.wait(|e| matches!(e, Event::Connected(_))))
+        .await
+        .expect("reconnected at once after 515");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_code_link() {
+    let sim = harness::sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Client::start_with(&sim, &dir.path().join("a.db"), |b| {
+        b.with_pair_code(whatsapp_rust::pair_code::PairCodeOptions {
+            phone_number: "15550003333".into(),
+            ..Default::default()
+        })
+    })
+    .await;
+    let e = within(
+        Duration::from_secs(5),
+        c.wait(|e| matches!(e, Event::PairingCode(_))),
+    )
+    .await
+    .expect("a pair code");
+    let Event::PairingCode(p) = &*e else {
+        unreachable!()
+    };
+    assert_eq!(p.code.len(), 8);
+    // A wrong phone number has no waiting device.
+    let r = admin_post(
+        &sim,
+        "/pair-code",
+        serde_json::json!({"phone": "15550009999", "code": p.code}),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let r = admin_post(
+        &sim,
+        "/pair-code",
+        serde_json::json!({"phone": "15550003333", "code": p.code}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    within(
+        Duration::from_secs(3),
+        c.wait(|e| matches!(e, Event::Connected(_))),
+    )
+    .await
+    .expect("Connected after the code was entered");
+    assert_eq!(c.client.pn().unwrap().user, "15550003333");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_real_clients_exchange_messages() {
+    let sim = harness::sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Alice").await;
+    let mut b = link_new(&sim, &dir.path().join("b.db"), "15550004444", "Bob").await;
+    let to_b: Jid = "15550004444@s.whatsapp.net".parse().unwrap();
+    let sent = a
+        .client
+        .send_message(to_b, wa::Message::text("hi bob"))
+        .await
+        .unwrap();
+    let e = within(FAST, b.wait(|e| text_of(e).is_some()))
+        .await
+        .expect("B receives within 2 s");
+    let (id, sender, name, _, text) = text_of(&e).unwrap();
+    assert_eq!(id, sent.message_id);
+    assert_eq!(sender, "15550001111:1@s.whatsapp.net");
+    assert_eq!(name, "Alice");
+    assert_eq!(text, "hi bob");
+    within(
+        FAST,
+        a.wait(|e| matches!(e, Event::Receipt(r) if r.message_ids.contains(&sent.message_id))),
+    )
+    .await
+    .expect("A gets B's receipt");
+    // And back.
+    let to_a: Jid = "15550001111@s.whatsapp.net".parse().unwrap();
+    b.client
+        .send_message(to_a, wa::Message::text("hi alice"))
+        .await
+        .unwrap();
+    let e = within(FAST, a.wait(|e| text_of(e).is_some()))
+        .await
+        .expect("A receives");
+    assert_eq!(text_of(&e).unwrap().4, "hi alice");
+    a.stop().await;
+    b.stop().await;
 }
