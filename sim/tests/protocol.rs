@@ -393,3 +393,164 @@ async fn two_real_clients_exchange_messages() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_clients_linked_at_once_each_receive_one_message() {
+    const N: usize = 200;
+    let sim = std::sync::Arc::new(harness::sim().await);
+    let dir = tempfile::tempdir().unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let sim = sim.clone();
+        let db = dir.path().join(format!("c{i}.db"));
+        tasks.spawn(async move {
+            let phone = format!("1555100{i:04}");
+            let mut c = Client::start_with(&sim, &db, |b| b.with_wanted_pre_key_count(20)).await;
+            let qr = c.next_qr().await;
+            sim.scan(&qr, &phone, "Many").await.expect("scan");
+            let scanned = std::time::Instant::now();
+            within(
+                Duration::from_secs(30),
+                c.wait(|e| matches!(e, Event::Connected(_))),
+            )
+            .await
+            .expect("Connected");
+            let link_time = scanned.elapsed();
+            let id = sim
+                .contact_send("15550002222", &phone, &format!("hello {i}"), Some("Alice"))
+                .await
+                .expect("send");
+            let e = within(Duration::from_secs(30), c.wait(|e| text_of(e).is_some()))
+                .await
+                .expect("message");
+            let (mid, _, _, _, text) = text_of(&e).unwrap();
+            assert_eq!(mid, id);
+            assert_eq!(text, format!("hello {i}"));
+            (c, link_time)
+        });
+    }
+    let mut clients = Vec::new();
+    let mut slowest = Duration::ZERO;
+    while let Some(r) = tasks.join_next().await {
+        let (c, link_time) = r.expect("client task");
+        slowest = slowest.max(link_time);
+        clients.push(c);
+    }
+    // Under the load of 200 handshakes at once a link takes longer than
+    // alone, but a hidden 10 s wait would still show.
+    eprintln!("slowest scan -> Connected: {slowest:?}");
+    assert!(
+        slowest < Duration::from_secs(5),
+        "slowest link took {slowest:?}"
+    );
+    assert_eq!(clients.len(), N);
+    let connected = sim
+        .world()
+        .lock()
+        .accounts
+        .values()
+        .flat_map(|a| a.devices.values())
+        .filter(|d| d.conn.is_some())
+        .count();
+    assert_eq!(connected, N);
+    for c in clients {
+        c.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_rejects_bad_input_with_json_errors() {
+    let sim = harness::sim().await;
+    let http = reqwest::Client::new();
+    let health: serde_json::Value = http
+        .get(format!("{}/health", sim.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health, serde_json::json!({"ok": true}));
+
+    let cases = [
+        ("/scan", "{not json", 400),
+        ("/scan", r#"{"qr": "x"}"#, 400),
+        (
+            "/scan",
+            r#"{"qr": "nonsense", "phone": "15550001111"}"#,
+            400,
+        ),
+        (
+            "/scan",
+            r#"{"qr": "ref,AAAA,BBBB,CCCC,1", "phone": "15550001111"}"#,
+            400,
+        ),
+        (
+            "/scan",
+            r#"{"qr": "2@nope,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=,AAAA,1", "phone": "15550001111"}"#,
+            404,
+        ),
+        ("/scan", r#"{"qr": "x,y,z,w", "phone": "not-a-phone"}"#, 400),
+        (
+            "/pair-code",
+            r#"{"phone": "15550001111", "code": "ABCD1234"}"#,
+            404,
+        ),
+        (
+            "/contacts/15550002222/messages",
+            r#"{"to": "15550001111", "text": "hi"}"#,
+            404,
+        ),
+        ("/contacts/15550002222/messages", r#"{"to": 5}"#, 400),
+        ("/contacts/15550002222/read", r#"{"id": "nope"}"#, 404),
+        (
+            "/devices/15550001111%3A1%40s.whatsapp.net/stall",
+            r#"{"seconds": 1}"#,
+            404,
+        ),
+        ("/devices/garbage/disconnect", "{}", 400),
+    ];
+    for (path, body, want) in cases {
+        let r = http
+            .post(format!("{}{path}", sim.admin_url()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let json: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_eq!(status, want, "{path} {body}: {json}");
+        assert!(
+            json["error"].is_string(),
+            "{path}: no error message in {json}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_answers_nothing_until_the_stall_ends() {
+    let sim = harness::sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
+    let jid = "15550001111:1@s.whatsapp.net";
+    let r = admin_post(
+        &sim,
+        &format!("/devices/{}/stall", enc(jid)),
+        serde_json::json!({"seconds": 1}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let started = std::time::Instant::now();
+    sim.contact_send("15550002222", "15550001111", "late", None)
+        .await
+        .unwrap();
+    within(Duration::from_secs(3), c.wait(|e| text_of(e).is_some()))
+        .await
+        .expect("delivered after the stall");
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not stalled"
+    );
+    c.stop().await;
+}
