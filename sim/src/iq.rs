@@ -444,7 +444,6 @@ fn device_list(world: &World, phone: &str) -> Node {
             details: Some(details),
             account_signature: Some(signature),
             account_signature_key: Some(pubkey.to_vec()),
-            ..Default::default()
         }
         .encode_to_vec();
         children.push(

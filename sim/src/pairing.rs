@@ -283,7 +283,6 @@ pub async fn share_app_state_keys(
     let key = wa::message::AppStateSyncKey {
         key_id: buffa::MessageField::some(wa::message::AppStateSyncKeyId {
             key_id: Some(rand::random::<[u8; 6]>().to_vec()),
-            ..Default::default()
         }),
         key_data: buffa::MessageField::some(wa::message::AppStateSyncKeyData {
             key_data: Some(rand::random::<[u8; 32]>().to_vec()),
@@ -291,12 +290,9 @@ pub async fn share_app_state_keys(
                 raw_id: Some(rand::random::<u32>() >> 1),
                 current_index: Some(0),
                 device_indexes: vec![0, u32::from(device)],
-                ..Default::default()
             }),
             timestamp: Some(now_secs() as i64 * 1000),
-            ..Default::default()
         }),
-        ..Default::default()
     };
     let message = wa::Message {
         protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
@@ -304,7 +300,6 @@ pub async fn share_app_state_keys(
             app_state_sync_key_share: buffa::MessageField::some(
                 wa::message::AppStateSyncKeyShare {
                     keys: vec![key],
-                    ..Default::default()
                 },
             ),
             ..Default::default()

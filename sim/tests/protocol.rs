@@ -152,7 +152,7 @@ async fn client_text_reaches_the_contact_inbox_and_receipts_come_back() {
     let receipt = |want: ReceiptType| {
         let id = sent.message_id.clone();
         move |e: &Event| match e {
-            Event::Receipt(r) => r.r#type == want && r.message_ids.iter().any(|m| *m == id),
+            Event::Receipt(r) => r.r#type == want && r.message_ids.contains(&id),
             _ => false,
         }
     };
