@@ -72,7 +72,16 @@ pub async fn send_from_endpoint(
     } else {
         world.take_device_bundle(to_phone, to_device)
     };
+    let started = std::time::Instant::now();
     let (kind, ct) = peer.encrypt(&to, bundle.as_ref(), plaintext).await?;
+    world.stats.encrypt_nanos.fetch_add(
+        started.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    world
+        .stats
+        .messages_encrypted
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut msg = NodeBuilder::new("message")
         .attr("from", format!("{from_phone}@{SERVER}"))
         .attr("id", env.id.as_str())
@@ -197,12 +206,19 @@ pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
             };
             let plain = {
                 let mut peer = endpoint.peer.lock().await;
-                peer.decrypt(
-                    &address(&out.from.phone, out.from.device),
-                    copy.kind,
-                    &copy.ciphertext,
-                )
-                .await
+                let started = std::time::Instant::now();
+                let plain = peer
+                    .decrypt(
+                        &address(&out.from.phone, out.from.device),
+                        copy.kind,
+                        &copy.ciphertext,
+                    )
+                    .await;
+                world.stats.decrypt_nanos.fetch_add(
+                    started.elapsed().as_nanos() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                plain
             };
             let plain = match plain {
                 Ok(p) => p,

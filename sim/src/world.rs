@@ -152,6 +152,12 @@ pub struct World {
 pub struct Stats {
     pub messages_routed: AtomicU64,
     pub messages_decrypted: AtomicU64,
+    pub messages_encrypted: AtomicU64,
+    /// Time spent in Signal encryption and decryption by the simulator's
+    /// endpoints: the simulator's own CPU cost per message, whatever the
+    /// clients sharing the machine cost.
+    pub encrypt_nanos: AtomicU64,
+    pub decrypt_nanos: AtomicU64,
 }
 
 impl World {

@@ -1,0 +1,3 @@
+//! wapi: a multi-session WhatsApp Web bridge.
+
+pub mod store;
