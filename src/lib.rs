@@ -1,3 +1,107 @@
 //! wapi: a multi-session WhatsApp Web bridge.
+//!
+//! [`App::start`] runs the whole bridge in-process (the binary and the
+//! integration tests use it): the store, the sessions, the webhook delivery
+//! workers, the periodic connection checkout and the HTTP API.
 
+pub mod api;
+pub mod config;
+pub mod qr;
+pub mod session;
 pub mod store;
+pub mod telemetry;
+pub mod webhook;
+pub mod whatsapp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::config::Config;
+use crate::session::Manager;
+use crate::webhook::Webhooks;
+
+/// A running bridge.
+pub struct App {
+    addr: SocketAddr,
+    manager: Arc<Manager>,
+    webhooks: Webhooks,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    checkout: JoinHandle<()>,
+}
+
+impl App {
+    /// Opens the store, restores the registered sessions, and serves the API
+    /// on `cfg.listen` (port 0 picks a free port; see [`App::addr`]).
+    pub async fn start(cfg: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(cfg.sessions_dir())?;
+        std::fs::create_dir_all(cfg.qr_dir())?;
+        let cfg = Arc::new(cfg);
+        let store = store::open(cfg.redis_url.as_deref(), &cfg.files_root).await?;
+        let webhooks = Webhooks::new(store.clone(), cfg.default_webhook.clone());
+        let manager = Manager::new(cfg.clone(), store, webhooks.clone());
+        let restored = manager.restore().await?;
+        webhooks.resume().await;
+        info!(restored, "sessions restored");
+
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+        let addr = listener.local_addr()?;
+        let app = api::router(manager.clone());
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await;
+        });
+        let checkout = {
+            let manager = manager.clone();
+            let every = cfg.checkout_every;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    manager.check_all();
+                }
+            })
+        };
+        info!(%addr, "wapi listening");
+        Ok(Self {
+            addr,
+            manager,
+            webhooks,
+            stop: Some(stop_tx),
+            server: Some(server),
+            checkout,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn manager(&self) -> &Arc<Manager> {
+        &self.manager
+    }
+
+    /// Stops accepting requests, finishes the ones in flight, and shuts every
+    /// session down cleanly (whatsapp-rust flushes its state).
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self.checkout.abort();
+        let _ = (&mut self.checkout).await;
+        self.manager.shutdown().await;
+        self.webhooks.shutdown().await;
+    }
+}

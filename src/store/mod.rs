@@ -2,3 +2,144 @@
 //! session registry, the webhook outbox and the ids of forwarded messages.
 //! One trait, two implementations that pass the same tests: an embedded
 //! durable store under the files root, and Redis.
+//!
+//! Session names and event ids are used inside keys: they must not contain
+//! NUL (embedded keys use it as the separator) and, for Redis, a session name
+//! should not contain `:` (keys are `wapi:<kind>:<session>[:<id>]`).
+
+pub mod embedded;
+pub mod redis;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+pub use self::embedded::EmbeddedStore;
+pub use self::redis::RedisStore;
+
+/// How long a pushed event id keeps later pushes of the same id out: WAPI's
+/// "forwarded message ids" are remembered for 30 days.
+pub const DEDUPE_WINDOW_SECS: u64 = 30 * 24 * 60 * 60;
+
+/// File name of the embedded database under the files root.
+pub const EMBEDDED_FILE_NAME: &str = "wapi.redb";
+
+/// A registered session as kept in the registry.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SessionRecord {
+    pub name: String,
+    pub webhook_url: Option<String>,
+    /// false when stopped on purpose: not started again on boot.
+    pub desired_running: bool,
+    /// Unix seconds.
+    pub created_at: u64,
+    pub jid: Option<String>,
+    pub push_name: Option<String>,
+}
+
+/// One webhook event waiting in a session's outbox.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct OutboxEvent {
+    /// Event id, e.g. "evt_..." (unique per session).
+    pub id: String,
+    pub session: String,
+    /// Assigned by the store on push: increasing per session, defines the
+    /// delivery order. Whatever the caller sets is ignored.
+    pub seq: u64,
+    pub body: serde_json::Value,
+    pub attempts: u32,
+    pub next_attempt_at_ms: u64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or failed an operation; worth retrying.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record cannot be decoded; retrying will not help.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError>;
+    async fn get_session(&self, name: &str) -> Result<Option<SessionRecord>, StoreError>;
+    /// All sessions, sorted by name.
+    async fn list_sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
+    /// Removes the session and its outbox. The ids it already forwarded stay
+    /// remembered until their dedupe window ends.
+    async fn delete_session(&self, name: &str) -> Result<(), StoreError>;
+    /// Appends an event unless an event with the same id was ever pushed for
+    /// this session within the dedupe window (30 days, WAPI's "forwarded
+    /// message ids") or is still pending. Returns Ok(true) if appended,
+    /// Ok(false) if it was a duplicate. Atomic: two concurrent pushes of the
+    /// same id append once.
+    async fn outbox_push(&self, ev: OutboxEvent) -> Result<bool, StoreError>;
+    /// The oldest pending events of a session in seq order (at most `limit`).
+    async fn outbox_pending(
+        &self,
+        session: &str,
+        limit: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError>;
+    /// Replaces a pending event (attempts, next_attempt_at_ms, last_error)
+    /// keyed by (session, id). Does nothing if the event is no longer pending,
+    /// so a late update cannot bring a delivered event back.
+    async fn outbox_update(&self, ev: &OutboxEvent) -> Result<(), StoreError>;
+    /// Removes a delivered event (nothing if it is not pending).
+    async fn outbox_remove(&self, session: &str, id: &str) -> Result<(), StoreError>;
+    /// Sessions that have pending events (for the delivery worker at
+    /// start-up), sorted by name.
+    async fn outbox_sessions(&self) -> Result<Vec<String>, StoreError>;
+    /// Cheap health check.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Opens the store the configuration asks for: Redis when a URL is given
+/// (a blank one counts as none, as an empty environment variable would),
+/// else the embedded database `<files_root>/wapi.redb`.
+pub async fn open(
+    redis_url: Option<&str>,
+    files_root: &Path,
+) -> Result<Arc<dyn Store>, StoreError> {
+    match redis_url.map(str::trim).filter(|url| !url.is_empty()) {
+        Some(url) => Ok(Arc::new(RedisStore::connect(url).await?)),
+        None => {
+            let path = files_root.join(EMBEDDED_FILE_NAME);
+            // Opening may repair the file after a crash: keep it off the
+            // async workers like every other redb call.
+            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&path))
+                .await
+                .map_err(task_failed)??;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// Current unix time in seconds; a clock before 1970 reads as 0 rather than
+/// failing a write.
+fn unix_now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
+    // Serializing our own plain structs cannot really fail; report it as
+    // corrupt data rather than panicking if it ever does.
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(format!("encode: {e}")))
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn task_failed(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Unavailable(format!("store task failed: {e}"))
+}

@@ -1,0 +1,366 @@
+//! The HTTP API: wapi's routes (with or without a trailing slash) and the
+//! resource API under `/v1`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::session::{Command, Manager, SessionError, SessionView, Status, valid_name};
+
+/// An API error: a status and a message, as `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        let status = match &e {
+            SessionError::NotFound(_) => StatusCode::NOT_FOUND,
+            SessionError::Exists(_) | SessionError::NotWorking { .. } => StatusCode::CONFLICT,
+            SessionError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            SessionError::Store(_) | SessionError::Gone => StatusCode::SERVICE_UNAVAILABLE,
+            SessionError::WhatsApp(_) => StatusCode::BAD_GATEWAY,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+/// A JSON body whose rejections are 400s naming the problem.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| bad(e.body_text()))?;
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| bad(format!("invalid JSON body: {e}")))
+    }
+}
+
+type Shared = State<Arc<Manager>>;
+
+/// A route with and without its trailing slash, as wapi accepted both.
+fn both(
+    r: Router<Arc<Manager>>,
+    path: &str,
+    m: MethodRouter<Arc<Manager>>,
+) -> Router<Arc<Manager>> {
+    let bare = path.trim_end_matches('/');
+    r.route(bare, m.clone()).route(&format!("{bare}/"), m)
+}
+
+pub fn router(manager: Arc<Manager>) -> Router {
+    let r = Router::new();
+    let r = both(r, "/register-session/", post(register));
+    let r = both(r, "/send-message/", post(send_message));
+    let r = both(r, "/get-qr-code/{id}/", get(qr_png));
+    let r = both(r, "/get-session-info/{id}/", get(session_info));
+    let r = both(r, "/get-active-connection-info/{id}/", get(connection_info));
+    r.route("/v1/health", get(health))
+        .route("/v1/sessions", post(create).get(list))
+        .route("/v1/sessions/{name}", get(show).patch(patch).delete(delete))
+        .route("/v1/sessions/{name}/start", post(start))
+        .route("/v1/sessions/{name}/stop", post(stop))
+        .route("/v1/sessions/{name}/restart", post(restart))
+        .route("/v1/sessions/{name}/logout", post(logout))
+        .route("/v1/sessions/{name}/qr", get(qr))
+        .route("/v1/sessions/{name}/pair-code", post(pair_code))
+        .route("/v1/sessions/{name}/messages", post(send))
+        .with_state(manager)
+}
+
+fn name(n: &str) -> Result<&str, ApiError> {
+    if valid_name(n) {
+        Ok(n)
+    } else {
+        Err(bad(format!(
+            "session name {n:?}: must match ^[A-Za-z0-9_-]{{1,64}}$"
+        )))
+    }
+}
+
+fn view_json(v: &SessionView) -> Value {
+    json!({
+        "name": v.name,
+        "status": v.status,
+        "reason": v.reason,
+        "jid": v.jid,
+        "push_name": v.push_name,
+        "webhook_url": v.webhook_url,
+        "created_at": v.created_at,
+        "connected": v.status == Status::Working,
+    })
+}
+
+fn opt_url(url: Option<String>, field: &str) -> Result<Option<String>, ApiError> {
+    match url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty()) {
+        None => Ok(None),
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(Some(u)),
+        Some(u) => Err(bad(format!("{field}: expected an http(s) URL, got {u:?}"))),
+    }
+}
+
+// --- wapi routes ---
+
+#[derive(Deserialize)]
+struct RegisterReq {
+    session_id: String,
+    #[serde(default)]
+    webhook_url: Option<String>,
+}
+
+async fn register(State(m): Shared, Body(req): Body<RegisterReq>) -> Result<Response, ApiError> {
+    let n = name(&req.session_id)?;
+    let url = opt_url(req.webhook_url, "webhook_url")?;
+    let v = m.register(n, url).await?;
+    let mut body = json!({"session_id": v.name, "status": v.status});
+    if v.jid.is_none() {
+        body["qr_url"] = json!(format!("/get-qr-code/{}/", v.name));
+    }
+    Ok(axum::Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+struct SendMessageReq {
+    chat_id: String,
+    text: String,
+    session_name: String,
+}
+
+async fn send_message(
+    State(m): Shared,
+    Body(req): Body<SendMessageReq>,
+) -> Result<Response, ApiError> {
+    let n = name(&req.session_name)?;
+    if req.chat_id.trim().is_empty() {
+        return Err(bad("chat_id: must not be empty"));
+    }
+    let (id, _) = m.send_text(n, &req.chat_id, &req.text).await?;
+    Ok(axum::Json(json!({"message_id": id})).into_response())
+}
+
+fn png_response(png: &[u8]) -> Response {
+    ([(header::CONTENT_TYPE, "image/png")], png.to_vec()).into_response()
+}
+
+async fn qr_png(State(m): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let v = m.view(name(&id)?)?;
+    match v.qr {
+        Some(qr) => Ok(png_response(&qr.png)),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("session {id} has no QR code"),
+        )),
+    }
+}
+
+async fn session_info(State(m): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let v = m.view(name(&id)?)?;
+    Ok(axum::Json(json!({
+        "session_id": v.name,
+        "status": v.status,
+        "reason": v.reason,
+        "jid": v.jid,
+        "push_name": v.push_name,
+        "webhook_url": v.webhook_url,
+        "created_at": v.created_at,
+    }))
+    .into_response())
+}
+
+async fn connection_info(State(m): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let v = m.view(name(&id)?)?;
+    Ok(axum::Json(json!({
+        "connected": v.status == Status::Working,
+        "jid": v.jid,
+        "since": v.connected_since,
+        "reconnects": v.reconnects,
+    }))
+    .into_response())
+}
+
+// --- /v1 ---
+
+async fn health(State(m): Shared) -> Response {
+    let mut counts = serde_json::Map::new();
+    for v in m.list() {
+        let key = serde_json::to_value(v.status)
+            .ok()
+            .and_then(|s| s.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let n = counts.get(&key).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(key, json!(n + 1));
+    }
+    axum::Json(json!({"ok": true, "sessions": counts})).into_response()
+}
+
+#[derive(Deserialize)]
+struct CreateReq {
+    name: String,
+    #[serde(default)]
+    webhook_url: Option<String>,
+    #[serde(default)]
+    start: Option<bool>,
+}
+
+async fn create(State(m): Shared, Body(req): Body<CreateReq>) -> Result<Response, ApiError> {
+    let n = name(&req.name)?;
+    let url = opt_url(req.webhook_url, "webhook_url")?;
+    let v = m.create(n, url, req.start.unwrap_or(true)).await?;
+    Ok((StatusCode::CREATED, axum::Json(view_json(&v))).into_response())
+}
+
+async fn list(State(m): Shared) -> Response {
+    let all: Vec<Value> = m.list().iter().map(view_json).collect();
+    axum::Json(json!({"sessions": all})).into_response()
+}
+
+async fn show(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiError> {
+    let v = m.view(name(&n)?)?;
+    Ok(axum::Json(view_json(&v)).into_response())
+}
+
+#[derive(Deserialize)]
+struct PatchReq {
+    webhook_url: Option<String>,
+}
+
+async fn patch(
+    State(m): Shared,
+    Path(n): Path<String>,
+    Body(req): Body<PatchReq>,
+) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    let url = opt_url(req.webhook_url, "webhook_url")?;
+    m.command(n, |reply| Command::SetWebhook(url, reply))
+        .await??;
+    Ok(axum::Json(view_json(&m.view(n)?)).into_response())
+}
+
+async fn delete(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiError> {
+    m.delete(name(&n)?).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn start(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    m.send(n, Command::Start)?;
+    Ok(axum::Json(view_json(&m.view(n)?)).into_response())
+}
+
+async fn stop(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    m.command(n, Command::Stop).await?;
+    Ok(axum::Json(view_json(&m.view(n)?)).into_response())
+}
+
+async fn restart(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    m.send(n, Command::Restart)?;
+    Ok(axum::Json(view_json(&m.view(n)?)).into_response())
+}
+
+async fn logout(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    m.command(n, Command::Logout).await??;
+    Ok(axum::Json(view_json(&m.view(n)?)).into_response())
+}
+
+async fn qr(
+    State(m): Shared,
+    Path(n): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    let Some(qr) = m.view(n)?.qr else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("session {n} has no QR code"),
+        ));
+    };
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("application/json"));
+    if wants_json {
+        Ok(axum::Json(json!({
+            "code": qr.code,
+            "png_base64": base64::prelude::BASE64_STANDARD.encode(qr.png.as_slice()),
+            "expires_at": qr.expires_at,
+        }))
+        .into_response())
+    } else {
+        Ok(png_response(&qr.png))
+    }
+}
+
+#[derive(Deserialize)]
+struct PairCodeReq {
+    phone: String,
+}
+
+async fn pair_code(
+    State(m): Shared,
+    Path(n): Path<String>,
+    Body(req): Body<PairCodeReq>,
+) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    let phone: String = req.phone.chars().filter(char::is_ascii_digit).collect();
+    if phone.len() < 7 || phone.len() > 15 || phone.starts_with('0') {
+        return Err(bad(
+            "phone: expected an international phone number, digits only",
+        ));
+    }
+    let code = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        m.command(n, |reply| Command::PairCode { phone, reply }),
+    )
+    .await
+    .map_err(|_| {
+        ApiError(
+            StatusCode::GATEWAY_TIMEOUT,
+            "no pair code from WhatsApp in time".into(),
+        )
+    })???;
+    Ok(axum::Json(json!({"code": code})).into_response())
+}
+
+#[derive(Deserialize)]
+struct SendReq {
+    to: String,
+    text: String,
+}
+
+async fn send(
+    State(m): Shared,
+    Path(n): Path<String>,
+    Body(req): Body<SendReq>,
+) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    if req.to.trim().is_empty() {
+        return Err(bad("to: must not be empty"));
+    }
+    let (id, to) = m.send_text(n, &req.to, &req.text).await?;
+    Ok((StatusCode::CREATED, axum::Json(json!({"id": id, "to": to}))).into_response())
+}

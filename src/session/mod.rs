@@ -1,0 +1,309 @@
+//! Named sessions: the manager that owns them and the task that runs each.
+//!
+//! Each session has exactly one task, and only that task changes the
+//! session's state; everyone else sends it a [`Command`] and reads the
+//! published [`SessionView`].
+
+mod task;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Config;
+use crate::store::{SessionRecord, Store, StoreError};
+use crate::webhook::Webhooks;
+
+pub use task::Command;
+
+/// The states of a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Status {
+    Starting,
+    ScanQrCode,
+    Working,
+    Reconnecting,
+    Stopped,
+    LoggedOut,
+    Failed,
+}
+
+/// The current QR code of a session waiting to be linked.
+#[derive(Clone, Debug)]
+pub struct QrCode {
+    pub code: String,
+    pub png: Arc<Vec<u8>>,
+    pub expires_at: u64,
+}
+
+/// What everyone may read about a session; written only by its task.
+#[derive(Clone, Debug)]
+pub struct SessionView {
+    pub name: String,
+    pub status: Status,
+    pub reason: Option<String>,
+    pub jid: Option<String>,
+    pub push_name: Option<String>,
+    pub webhook_url: Option<String>,
+    pub created_at: u64,
+    pub qr: Option<QrCode>,
+    pub connected_since: Option<u64>,
+    pub reconnects: u64,
+}
+
+/// Session names become file names: keep them to a safe alphabet.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("session {0} not found")]
+    NotFound(String),
+    #[error("session {0} already exists")]
+    Exists(String),
+    #[error("session {name} is {status:?}, not WORKING")]
+    NotWorking { name: String, status: Status },
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the session's task has stopped")]
+    Gone,
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("whatsapp: {0}")]
+    WhatsApp(String),
+}
+
+struct Entry {
+    commands: mpsc::UnboundedSender<Command>,
+    view: Arc<RwLock<SessionView>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Owns every session of this bridge process.
+pub struct Manager {
+    cfg: Arc<Config>,
+    store: Arc<dyn Store>,
+    webhooks: Webhooks,
+    sessions: Mutex<HashMap<String, Entry>>,
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Manager {
+    pub fn new(cfg: Arc<Config>, store: Arc<dyn Store>, webhooks: Webhooks) -> Arc<Self> {
+        Arc::new(Self {
+            cfg,
+            store,
+            webhooks,
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts every registered session that was not stopped on purpose.
+    pub async fn restore(self: &Arc<Self>) -> Result<usize, SessionError> {
+        let records = self.store.list_sessions().await?;
+        let mut started = 0;
+        for rec in records {
+            let run = rec.desired_running;
+            self.spawn(rec, run);
+            if run {
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+
+    fn spawn(self: &Arc<Self>, rec: SessionRecord, run: bool) -> Arc<RwLock<SessionView>> {
+        let view = Arc::new(RwLock::new(SessionView {
+            name: rec.name.clone(),
+            status: Status::Stopped,
+            reason: None,
+            jid: rec.jid.clone(),
+            push_name: rec.push_name.clone(),
+            webhook_url: rec.webhook_url.clone(),
+            created_at: rec.created_at,
+            qr: None,
+            connected_since: None,
+            reconnects: 0,
+        }));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(task::run(
+            task::Ctx {
+                cfg: self.cfg.clone(),
+                store: self.store.clone(),
+                webhooks: self.webhooks.clone(),
+                view: view.clone(),
+            },
+            rec.clone(),
+            rx,
+        ));
+        if run {
+            let _ = tx.send(Command::Start);
+        }
+        self.lock().insert(
+            rec.name,
+            Entry {
+                commands: tx,
+                view: view.clone(),
+                task,
+            },
+        );
+        view
+    }
+
+    /// Creates a session (409 if it exists).
+    pub async fn create(
+        self: &Arc<Self>,
+        name: &str,
+        webhook_url: Option<String>,
+        start: bool,
+    ) -> Result<SessionView, SessionError> {
+        if !valid_name(name) {
+            return Err(SessionError::BadRequest(
+                "name: must match ^[A-Za-z0-9_-]{1,64}$".into(),
+            ));
+        }
+        if self.lock().contains_key(name) || self.store.get_session(name).await?.is_some() {
+            return Err(SessionError::Exists(name.to_string()));
+        }
+        let rec = SessionRecord {
+            name: name.to_string(),
+            webhook_url,
+            desired_running: start,
+            created_at: now_secs(),
+            jid: None,
+            push_name: None,
+        };
+        self.store.put_session(&rec).await?;
+        let view = self.spawn(rec, start);
+        let v = read(&view);
+        Ok(v)
+    }
+
+    /// wapi's register: creates the session if needed, starts it if it is
+    /// not running, and returns it.
+    pub async fn register(
+        self: &Arc<Self>,
+        name: &str,
+        webhook_url: Option<String>,
+    ) -> Result<SessionView, SessionError> {
+        match self.create(name, webhook_url.clone(), true).await {
+            Ok(v) => Ok(v),
+            Err(SessionError::Exists(_)) => {
+                if let Some(url) = webhook_url {
+                    self.command(name, |reply| Command::SetWebhook(Some(url), reply))
+                        .await??;
+                }
+                let v = self.view(name)?;
+                if matches!(
+                    v.status,
+                    Status::Stopped | Status::Failed | Status::LoggedOut
+                ) {
+                    self.send(name, Command::Start)?;
+                }
+                self.view(name)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn view(&self, name: &str) -> Result<SessionView, SessionError> {
+        self.lock()
+            .get(name)
+            .map(|e| read(&e.view))
+            .ok_or_else(|| SessionError::NotFound(name.to_string()))
+    }
+
+    pub fn list(&self) -> Vec<SessionView> {
+        let mut v: Vec<SessionView> = self.lock().values().map(|e| read(&e.view)).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn send(&self, name: &str, cmd: Command) -> Result<(), SessionError> {
+        let tx = self
+            .lock()
+            .get(name)
+            .map(|e| e.commands.clone())
+            .ok_or_else(|| SessionError::NotFound(name.to_string()))?;
+        tx.send(cmd).map_err(|_| SessionError::Gone)
+    }
+
+    /// Sends a command that answers, and waits for the answer.
+    pub async fn command<T>(
+        &self,
+        name: &str,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(name, make(tx))?;
+        rx.await.map_err(|_| SessionError::Gone)
+    }
+
+    /// Sends a text through a WORKING session.
+    pub async fn send_text(
+        &self,
+        name: &str,
+        to: &str,
+        text: &str,
+    ) -> Result<(String, String), SessionError> {
+        self.command(name, |reply| Command::SendText {
+            to: to.to_string(),
+            text: text.to_string(),
+            reply,
+        })
+        .await?
+    }
+
+    /// Deletes a session: logs out if linked, stops, deletes its files and
+    /// its registry entry.
+    pub async fn delete(&self, name: &str) -> Result<(), SessionError> {
+        self.command(name, Command::Delete).await??;
+        let entry = self.lock().remove(name);
+        if let Some(e) = entry {
+            let _ = e.task.await;
+        }
+        self.store.delete_session(name).await?;
+        Ok(())
+    }
+
+    /// Asks every session to check its connection (the periodic checkout).
+    pub fn check_all(&self) {
+        for e in self.lock().values() {
+            let _ = e.commands.send(Command::Check);
+        }
+    }
+
+    /// Stops every session, flushing each client's state, and waits.
+    pub async fn shutdown(&self) {
+        let entries: Vec<Entry> = self.lock().drain().map(|(_, e)| e).collect();
+        for e in &entries {
+            let _ = e.commands.send(Command::Shutdown);
+        }
+        for e in entries {
+            let _ = e.task.await;
+        }
+    }
+}
+
+fn read(view: &RwLock<SessionView>) -> SessionView {
+    view.read().unwrap_or_else(|p| p.into_inner()).clone()
+}

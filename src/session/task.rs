@@ -1,0 +1,429 @@
+//! The task that runs one session: it alone changes the session's state.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::{QrCode, SessionError, SessionView, Status, now_secs};
+use crate::config::Config;
+use crate::store::{SessionRecord, Store};
+use crate::webhook::{Webhooks, message_event_id};
+use crate::whatsapp::{Link, LinkOptions, WaEvent};
+
+type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
+
+/// What can be asked of a session's task.
+pub enum Command {
+    Start,
+    Stop(oneshot::Sender<()>),
+    Restart,
+    Logout(Reply<()>),
+    SetWebhook(Option<String>, Reply<()>),
+    PairCode {
+        phone: String,
+        reply: Reply<String>,
+    },
+    SendText {
+        to: String,
+        text: String,
+        reply: Reply<(String, String)>,
+    },
+    /// The periodic connection checkout.
+    Check,
+    Delete(Reply<()>),
+    /// Bridge shutdown: flush and stop, keeping the desired state.
+    Shutdown,
+}
+
+pub struct Ctx {
+    pub cfg: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub webhooks: Webhooks,
+    pub view: Arc<RwLock<SessionView>>,
+}
+
+struct Task {
+    ctx: Ctx,
+    rec: SessionRecord,
+    link: Option<Link>,
+    events: Option<mpsc::UnboundedReceiver<WaEvent>>,
+    pending_pair_code: Option<Reply<String>>,
+    /// Whether the previous checkout already found the session disconnected.
+    down_at_last_check: bool,
+}
+
+pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut t = Task {
+        ctx,
+        rec,
+        link: None,
+        events: None,
+        pending_pair_code: None,
+        down_at_last_check: false,
+    };
+    loop {
+        tokio::select! {
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { break };
+                if !t.on_command(cmd).await {
+                    break;
+                }
+            }
+            Some(ev) = next_event(&mut t.events) => t.on_event(ev).await,
+        }
+    }
+}
+
+async fn next_event(events: &mut Option<mpsc::UnboundedReceiver<WaEvent>>) -> Option<WaEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Task {
+    fn name(&self) -> &str {
+        &self.rec.name
+    }
+
+    fn status(&self) -> Status {
+        self.ctx
+            .view
+            .read()
+            .map(|v| v.status)
+            .unwrap_or(Status::Failed)
+    }
+
+    fn update(&self, f: impl FnOnce(&mut SessionView)) {
+        let mut v = self.ctx.view.write().unwrap_or_else(|p| p.into_inner());
+        f(&mut v);
+    }
+
+    fn session_file(&self) -> PathBuf {
+        self.ctx
+            .cfg
+            .sessions_dir()
+            .join(format!("{}.db", self.name()))
+    }
+
+    fn qr_file(&self) -> PathBuf {
+        self.ctx.cfg.qr_dir().join(format!("{}.png", self.name()))
+    }
+
+    /// The one place a status changes: logged and sent as `session.status`.
+    async fn set_status(&self, status: Status, reason: Option<&str>) {
+        let (old, old_reason) = {
+            let v = self.ctx.view.read().unwrap_or_else(|p| p.into_inner());
+            (v.status, v.reason.clone())
+        };
+        if old == status && old_reason.as_deref() == reason {
+            return;
+        }
+        self.update(|v| {
+            v.status = status;
+            v.reason = reason.map(str::to_string);
+        });
+        info!(session = self.name(), ?old, new = ?status, reason, "session status");
+        let jid = self.ctx.view.read().ok().and_then(|v| v.jid.clone());
+        let payload = serde_json::json!({
+            "status": status,
+            "reason": reason,
+            "jid": jid,
+        });
+        self.ctx
+            .webhooks
+            .enqueue(&self.rec, "session.status", None, payload)
+            .await;
+    }
+
+    async fn persist(&self) {
+        if let Err(e) = self.ctx.store.put_session(&self.rec).await {
+            warn!(session = self.name(), "cannot save the session: {e}");
+        }
+    }
+
+    /// Handles a command; `false` ends the task.
+    async fn on_command(&mut self, cmd: Command) -> bool {
+        match cmd {
+            Command::Start => {
+                if !self.rec.desired_running {
+                    self.rec.desired_running = true;
+                    self.persist().await;
+                }
+                self.start(None).await;
+            }
+            Command::Restart => {
+                self.stop_link().await;
+                self.start(None).await;
+            }
+            Command::Stop(reply) => {
+                self.stop_link().await;
+                self.rec.desired_running = false;
+                self.persist().await;
+                self.set_status(Status::Stopped, None).await;
+                let _ = reply.send(());
+            }
+            Command::Logout(reply) => {
+                self.logout().await;
+                let _ = reply.send(Ok(()));
+            }
+            Command::SetWebhook(url, reply) => {
+                self.rec.webhook_url = url.clone();
+                self.update(|v| v.webhook_url = url);
+                let r = self.ctx.store.put_session(&self.rec).await;
+                let _ = reply.send(r.map_err(SessionError::from));
+            }
+            Command::PairCode { phone, reply } => {
+                if self.link.as_ref().is_some_and(|l| l.jid().is_some()) {
+                    let _ = reply.send(Err(SessionError::BadRequest(
+                        "the session is already linked".into(),
+                    )));
+                } else {
+                    self.stop_link().await;
+                    self.pending_pair_code = Some(reply);
+                    self.start(Some(phone)).await;
+                }
+            }
+            Command::SendText { to, text, reply } => {
+                let status = self.status();
+                let r = match (&self.link, status) {
+                    (Some(link), Status::Working) => {
+                        link.send_text(&to, &text).await.map_err(|e| match e {
+                            crate::whatsapp::WaError::BadRecipient(_) => {
+                                SessionError::BadRequest(format!("to: {e}"))
+                            }
+                            e => SessionError::WhatsApp(e.to_string()),
+                        })
+                    }
+                    _ => Err(SessionError::NotWorking {
+                        name: self.name().to_string(),
+                        status,
+                    }),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Check => self.check().await,
+            Command::Delete(reply) => {
+                if self.link.as_ref().is_some_and(|l| l.jid().is_some()) {
+                    self.logout().await;
+                } else {
+                    self.stop_link().await;
+                    self.remove_files();
+                }
+                self.ctx.webhooks.forget(self.name());
+                let _ = reply.send(Ok(()));
+                return false;
+            }
+            Command::Shutdown => {
+                self.stop_link().await;
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn start(&mut self, pair_phone: Option<String>) {
+        if self.link.is_some() {
+            return;
+        }
+        self.set_status(Status::Starting, None).await;
+        for dir in [self.ctx.cfg.sessions_dir(), self.ctx.cfg.qr_dir()] {
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                warn!("cannot create {}: {e}", dir.display());
+            }
+        }
+        let file = self.session_file();
+        let opts = LinkOptions {
+            session_file: &file,
+            url: &self.ctx.cfg.whatsapp_url,
+            pair_phone,
+            forward_history: self.ctx.cfg.forward_history,
+        };
+        match Link::start(opts).await {
+            Ok((link, events)) => {
+                if let Some(jid) = link.jid() {
+                    self.update(|v| v.jid = Some(jid));
+                }
+                self.link = Some(link);
+                self.events = Some(events);
+                self.down_at_last_check = false;
+            }
+            Err(e) => {
+                warn!(session = self.name(), "cannot start: {e}");
+                self.set_status(Status::Failed, Some("start_failed")).await;
+            }
+        }
+    }
+
+    async fn stop_link(&mut self) {
+        if let Some(mut link) = self.link.take() {
+            link.stop().await;
+        }
+        self.events = None;
+        self.clear_qr();
+    }
+
+    fn clear_qr(&self) {
+        self.update(|v| v.qr = None);
+        let _ = std::fs::remove_file(self.qr_file());
+    }
+
+    fn remove_files(&self) {
+        let file = self.session_file();
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut p = file.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(p));
+        }
+        self.clear_qr();
+    }
+
+    async fn logout(&mut self) {
+        if let Some(link) = self.link.take() {
+            link.logout().await;
+        }
+        self.events = None;
+        self.after_logout().await;
+    }
+
+    /// The device is unlinked: forget its keys, keep the registry entry.
+    async fn after_logout(&mut self) {
+        self.remove_files();
+        self.rec.desired_running = false;
+        self.rec.jid = None;
+        self.persist().await;
+        self.update(|v| {
+            v.jid = None;
+            v.connected_since = None;
+        });
+        self.set_status(Status::LoggedOut, None).await;
+    }
+
+    /// The periodic checkout: a session that should run but has had no live
+    /// connection for two checks in a row gets a new client on the same
+    /// session file (whatsapp-rust's disconnect is final).
+    async fn check(&mut self) {
+        if !self.rec.desired_running {
+            return;
+        }
+        let status = self.status();
+        if matches!(status, Status::LoggedOut | Status::ScanQrCode) {
+            return;
+        }
+        let up = self.link.as_ref().is_some_and(Link::is_connected);
+        if up {
+            self.down_at_last_check = false;
+            return;
+        }
+        if self.link.is_none() || self.down_at_last_check || status == Status::Failed {
+            info!(
+                session = self.name(),
+                "no live connection: rebuilding the client"
+            );
+            self.stop_link().await;
+            self.start(None).await;
+        } else {
+            self.down_at_last_check = true;
+        }
+    }
+
+    async fn on_event(&mut self, ev: WaEvent) {
+        match ev {
+            WaEvent::Qr { code, timeout } => self.show_qr(code, timeout).await,
+            WaEvent::QrExhausted => {
+                self.stop_link().await;
+                self.set_status(Status::Failed, Some("qr_exhausted")).await;
+            }
+            WaEvent::PairCode { code } => {
+                if let Some(reply) = self.pending_pair_code.take() {
+                    let _ = reply.send(Ok(code));
+                }
+                self.set_status(Status::ScanQrCode, None).await;
+            }
+            WaEvent::Paired { jid } => {
+                info!(session = self.name(), jid, "linked");
+                self.clear_qr();
+                self.update(|v| v.jid = Some(jid));
+            }
+            WaEvent::Connected { .. } => {
+                let (jid, push_name) = match &self.link {
+                    Some(l) => (l.jid(), l.push_name()),
+                    None => (None, None),
+                };
+                self.clear_qr();
+                self.update(|v| {
+                    if v.connected_since.is_some() {
+                        v.reconnects += 1;
+                    }
+                    v.connected_since = Some(now_secs());
+                    v.jid = jid.clone();
+                    v.push_name = push_name.clone();
+                });
+                if self.rec.jid != jid || self.rec.push_name != push_name {
+                    self.rec.jid = jid;
+                    self.rec.push_name = push_name;
+                    self.persist().await;
+                }
+                self.down_at_last_check = false;
+                self.set_status(Status::Working, None).await;
+            }
+            WaEvent::Disconnected => {
+                if self.status() == Status::Working {
+                    self.set_status(Status::Reconnecting, None).await;
+                }
+            }
+            WaEvent::LoggedOut { reason } => {
+                info!(session = self.name(), reason, "logged out by WhatsApp");
+                if let Some(mut link) = self.link.take() {
+                    link.stop().await;
+                }
+                self.events = None;
+                self.after_logout().await;
+            }
+            WaEvent::Failed { reason } => {
+                self.stop_link().await;
+                self.set_status(Status::Failed, Some(reason)).await;
+            }
+            WaEvent::Message(m) => {
+                if m.from_me {
+                    return;
+                }
+                let id = message_event_id(self.name(), &m.chat, &m.from, &m.id);
+                let payload = serde_json::to_value(&*m).unwrap_or_default();
+                self.ctx
+                    .webhooks
+                    .enqueue(&self.rec, "message", Some(id), payload)
+                    .await;
+            }
+        }
+    }
+
+    async fn show_qr(&mut self, code: String, timeout: std::time::Duration) {
+        let png = match crate::qr::png(&code) {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(session = self.name(), "cannot render the QR code: {e}");
+                return;
+            }
+        };
+        if let Err(e) = std::fs::write(self.qr_file(), &png) {
+            warn!(session = self.name(), "cannot write the QR image: {e}");
+        }
+        if self.ctx.cfg.qr_console
+            && let Ok(text) = crate::qr::console(&code)
+        {
+            println!("Scan this QR code to link session {}:\n{text}", self.name());
+        }
+        let expires_at = now_secs() + timeout.as_secs();
+        self.update(|v| {
+            v.qr = Some(QrCode {
+                code,
+                png: Arc::new(png),
+                expires_at,
+            })
+        });
+        self.set_status(Status::ScanQrCode, None).await;
+    }
+}

@@ -1,0 +1,256 @@
+//! Webhook events: written to the session's outbox in the store, then
+//! posted to the session's webhook URL by one delivery worker per session,
+//! in order, retried with backoff until the receiver takes them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tracing::{debug, warn};
+
+use crate::store::{OutboxEvent, SessionRecord, Store};
+
+/// Longest wait between two attempts at one event.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Time allowed for one POST.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The event id of a message: stable for (session, chat, sender, message
+/// id), because a stanza id is unique only within a chat and sender, and a
+/// redelivered message must map to the same event.
+pub fn message_event_id(session: &str, chat: &str, sender: &str, id: &str) -> String {
+    let mut h = Sha256::new();
+    for part in [session, chat, sender, id] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    format!("evt_{}", &hex::encode(h.finalize())[..32])
+}
+
+fn random_event_id() -> String {
+    format!("evt_{}", hex::encode(rand::random::<[u8; 16]>()))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Clone)]
+pub struct Webhooks {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    http: reqwest::Client,
+    default_base: Option<String>,
+    workers: Mutex<HashMap<String, Worker>>,
+}
+
+struct Worker {
+    notify: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Webhooks {
+    pub fn new(store: Arc<dyn Store>, default_base: Option<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(ATTEMPT_TIMEOUT)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .unwrap_or_default();
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                http,
+                default_base,
+                workers: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The session's own URL, else wapi's default base plus its name.
+    pub fn url_for(&self, rec: &SessionRecord) -> Option<String> {
+        rec.webhook_url.clone().or_else(|| {
+            self.inner
+                .default_base
+                .as_ref()
+                .map(|base| format!("{base}{}", rec.name))
+        })
+    }
+
+    /// Commits an event to the session's outbox and wakes its worker.
+    /// `id` (for messages) makes a repeated event a no-op.
+    pub async fn enqueue(
+        &self,
+        rec: &SessionRecord,
+        event: &str,
+        id: Option<String>,
+        payload: Value,
+    ) {
+        if self.url_for(rec).is_none() {
+            debug!(
+                session = rec.name,
+                event, "no webhook URL: event not queued"
+            );
+            return;
+        }
+        let id = id.unwrap_or_else(random_event_id);
+        let body = json!({
+            "id": id,
+            "event": event,
+            "session": rec.name,
+            "timestamp": now_ms(),
+            "payload": payload,
+        });
+        let ev = OutboxEvent {
+            id: id.clone(),
+            session: rec.name.clone(),
+            seq: 0,
+            body,
+            attempts: 0,
+            next_attempt_at_ms: 0,
+            last_error: None,
+        };
+        match self.inner.store.outbox_push(ev).await {
+            Ok(true) => self.wake(&rec.name),
+            Ok(false) => debug!(session = rec.name, id, "duplicate event skipped"),
+            Err(e) => warn!(session = rec.name, event, "cannot queue webhook event: {e}"),
+        }
+    }
+
+    /// Starts workers for every session with pending events (after a restart).
+    pub async fn resume(&self) {
+        match self.inner.store.outbox_sessions().await {
+            Ok(sessions) => sessions.iter().for_each(|s| self.wake(s)),
+            Err(e) => warn!("cannot list pending webhook events: {e}"),
+        }
+    }
+
+    /// Stops a session's worker (the session is gone).
+    pub fn forget(&self, session: &str) {
+        let worker = self.workers().remove(session);
+        if let Some(w) = worker {
+            w.task.abort();
+        }
+    }
+
+    /// Stops every worker and waits for them. Pending events stay in the
+    /// store, with their attempt counts, for the next start.
+    pub async fn shutdown(&self) {
+        let workers: Vec<Worker> = self.workers().drain().map(|(_, w)| w).collect();
+        for w in workers {
+            w.task.abort();
+            let _ = w.task.await;
+        }
+    }
+
+    fn workers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Worker>> {
+        self.inner.workers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake(&self, session: &str) {
+        let mut workers = self.workers();
+        if let Some(w) = workers.get(session) {
+            w.notify.notify_one();
+            return;
+        }
+        let notify = Arc::new(Notify::new());
+        let task = tokio::spawn(deliver_loop(
+            self.clone(),
+            session.to_string(),
+            notify.clone(),
+        ));
+        workers.insert(session.to_string(), Worker { notify, task });
+    }
+
+    fn alive(&self, session: &str, notify: &Arc<Notify>) -> bool {
+        self.workers()
+            .get(session)
+            .is_some_and(|w| Arc::ptr_eq(&w.notify, notify))
+    }
+}
+
+/// Delivers a session's events one at a time, oldest first: an event is not
+/// posted before the earlier ones are delivered.
+async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
+    let store = hooks.inner.store.clone();
+    while hooks.alive(&session, &notify) {
+        let woken = notify.notified();
+        let pending = match store.outbox_pending(&session, 32).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(session, "cannot read the outbox: {e}");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if pending.is_empty() {
+            woken.await;
+            continue;
+        }
+        let url = match store.get_session(&session).await {
+            Ok(Some(rec)) => hooks.url_for(&rec),
+            _ => None,
+        };
+        let Some(url) = url else {
+            // No URL any more: wait for a change rather than spin.
+            woken.await;
+            continue;
+        };
+        for mut ev in pending {
+            let wait = ev.next_attempt_at_ms.saturating_sub(now_ms());
+            if wait > 0 {
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+            match post(&hooks.inner.http, &url, &ev).await {
+                Ok(()) => {
+                    if let Err(e) = store.outbox_remove(&session, &ev.id).await {
+                        warn!(session, "cannot mark {} delivered: {e}", ev.id);
+                    }
+                }
+                Err(err) => {
+                    ev.attempts += 1;
+                    let backoff =
+                        Duration::from_millis(250u64 << ev.attempts.min(7)).min(MAX_BACKOFF);
+                    ev.next_attempt_at_ms = now_ms() + backoff.as_millis() as u64;
+                    warn!(
+                        session,
+                        id = ev.id,
+                        attempts = ev.attempts,
+                        "webhook delivery failed: {err}"
+                    );
+                    ev.last_error = Some(err);
+                    if let Err(e) = store.outbox_update(&ev).await {
+                        warn!(session, "cannot record the failed attempt: {e}");
+                    }
+                    // Keep order: nothing after a failed event goes first.
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn post(http: &reqwest::Client, url: &str, ev: &OutboxEvent) -> Result<(), String> {
+    let kind = ev.body["event"].as_str().unwrap_or_default().to_string();
+    let resp = http
+        .post(url)
+        .header("X-Wapi-Event-Id", &ev.id)
+        .header("X-Wapi-Event", kind)
+        .json(&ev.body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", resp.status().as_u16()))
+    }
+}

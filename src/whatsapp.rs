@@ -1,0 +1,268 @@
+//! The only module that talks to whatsapp-rust. The rest of the bridge sees
+//! our own types: [`Link`] (one linked-device client) and [`WaEvent`].
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use whatsapp_rust::TokioRuntime;
+use whatsapp_rust::pair_code::PairCodeOptions;
+use whatsapp_rust::prelude::*;
+use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+
+/// The version the client announces; pinned so that no client fetches
+/// WhatsApp's service worker to learn it.
+const CLIENT_VERSION: (u32, u32, u32) = (2, 3000, 1_030_000_000);
+
+/// What a session's client tells the session task.
+#[derive(Debug, Clone)]
+pub enum WaEvent {
+    Qr {
+        code: String,
+        timeout: Duration,
+    },
+    QrExhausted,
+    PairCode {
+        code: String,
+    },
+    Paired {
+        jid: String,
+    },
+    Connected {
+        jid: Option<String>,
+        push_name: Option<String>,
+    },
+    Disconnected,
+    LoggedOut {
+        reason: String,
+    },
+    /// The account cannot connect for a reason the operator must see.
+    Failed {
+        reason: &'static str,
+    },
+    Message(Box<IncomingMessage>),
+}
+
+/// An incoming message in the bridge's own terms.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IncomingMessage {
+    pub id: String,
+    pub chat: String,
+    pub from: String,
+    pub from_lid: Option<String>,
+    pub push_name: String,
+    pub from_me: bool,
+    pub is_group: bool,
+    pub timestamp: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaError {
+    #[error("cannot open the session file: {0}")]
+    Store(String),
+    #[error("cannot build the client: {0}")]
+    Build(String),
+    #[error("not a valid recipient: {0}")]
+    BadRecipient(String),
+    #[error("send failed: {0}")]
+    Send(String),
+}
+
+/// Forwards client events into a channel, translated.
+struct Forwarder(mpsc::UnboundedSender<WaEvent>);
+
+impl EventHandler for Forwarder {
+    fn handle_event(&self, event: Arc<Event>) {
+        for e in translate(&event) {
+            let _ = self.0.send(e);
+        }
+    }
+}
+
+fn translate(event: &Event) -> Vec<WaEvent> {
+    match event {
+        Event::PairingQrCode(q) => vec![WaEvent::Qr {
+            code: q.code.clone(),
+            timeout: q.timeout,
+        }],
+        Event::PairingQrCodesExhausted(_) => vec![WaEvent::QrExhausted],
+        Event::PairingCode(p) => vec![WaEvent::PairCode {
+            code: p.code.clone(),
+        }],
+        Event::PairSuccess(p) => vec![WaEvent::Paired {
+            jid: p.id.to_string(),
+        }],
+        Event::Connected(_) => vec![WaEvent::Connected {
+            jid: None,
+            push_name: None,
+        }],
+        Event::Disconnected(_) => vec![WaEvent::Disconnected],
+        Event::LoggedOut(l) => vec![WaEvent::LoggedOut {
+            reason: format!("{:?}", l.reason),
+        }],
+        Event::TemporaryBan(_) => vec![WaEvent::Failed {
+            reason: "temporary_ban",
+        }],
+        Event::ClientOutdated(_) => vec![WaEvent::Failed {
+            reason: "client_outdated",
+        }],
+        Event::Messages(batch) => batch
+            .messages
+            .iter()
+            .map(|m| WaEvent::Message(Box::new(incoming(m))))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn incoming(m: &InboundMessage) -> IncomingMessage {
+    let src = &m.info.source;
+    let from_lid = src
+        .sender_alt
+        .as_ref()
+        .filter(|j| j.server == Server::Lid)
+        .map(|j| j.to_string());
+    let text = m.message.text_content().map(str::to_string);
+    let kind = whatsapp_rust::wacore::send::media_type_from_message(&m.message)
+        .unwrap_or(if text.is_some() { "text" } else { "unknown" })
+        .to_string();
+    IncomingMessage {
+        id: m.info.id.to_string(),
+        chat: src.chat.to_string(),
+        from: src.sender.to_non_ad().to_string(),
+        from_lid,
+        push_name: m.info.push_name.clone(),
+        from_me: src.is_from_me,
+        is_group: src.is_group,
+        timestamp: m.info.timestamp.timestamp(),
+        kind,
+        text,
+    }
+}
+
+/// How to reach WhatsApp and where the session file is.
+pub struct LinkOptions<'a> {
+    pub session_file: &'a Path,
+    pub url: &'a str,
+    /// Link with a pair code for this phone number instead of a QR code.
+    pub pair_phone: Option<String>,
+    pub forward_history: bool,
+}
+
+/// One running linked-device client. `disconnect` is final in
+/// whatsapp-rust: to reconnect after it, build a new `Link` on the same file.
+pub struct Link {
+    client: Arc<whatsapp_rust::Client>,
+    handle: Option<BotHandle>,
+}
+
+impl Link {
+    /// Builds the client on the session file and starts it. Events arrive on
+    /// the returned channel.
+    pub async fn start(
+        opts: LinkOptions<'_>,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<WaEvent>), WaError> {
+        let path = opts
+            .session_file
+            .to_str()
+            .ok_or_else(|| WaError::Store("path is not UTF-8".into()))?;
+        let store = SqliteStore::new(path)
+            .await
+            .map_err(|e| WaError::Store(e.to_string()))?;
+        let transport = TokioWebSocketTransportFactory::new().with_url(opts.url.to_string());
+        let mut builder = Bot::builder()
+            .with_backend(store)
+            .with_transport_factory(transport)
+            .with_runtime(TokioRuntime)
+            .with_version(CLIENT_VERSION);
+        if !opts.forward_history {
+            builder = builder.skip_history_sync();
+        }
+        if let Some(phone) = opts.pair_phone {
+            builder = builder.with_pair_code(PairCodeOptions {
+                phone_number: phone,
+                ..Default::default()
+            });
+        }
+        let bot = builder
+            .build()
+            .await
+            .map_err(|e| WaError::Build(e.to_string()))?;
+        let client = bot.client();
+        let (tx, rx) = mpsc::unbounded_channel();
+        client.subscribe_handler(Arc::new(Forwarder(tx))).detach();
+        let handle = bot.spawn();
+        Ok((
+            Self {
+                client,
+                handle: Some(handle),
+            },
+            rx,
+        ))
+    }
+
+    /// The linked device's JID, if the session file holds one.
+    pub fn jid(&self) -> Option<String> {
+        self.client.pn().map(|j| j.to_string())
+    }
+
+    pub fn push_name(&self) -> Option<String> {
+        let name = self.client.push_name();
+        (!name.is_empty()).then_some(name)
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.is_connected() && self.client.is_logged_in()
+    }
+
+    /// Sends a text; `to` is a phone number or a JID.
+    pub async fn send_text(&self, to: &str, text: &str) -> Result<(String, String), WaError> {
+        let jid = parse_recipient(to)?;
+        let r = self
+            .client
+            .send_message(jid, wa::Message::text(text))
+            .await
+            .map_err(|e| WaError::Send(e.to_string()))?;
+        Ok((r.message_id.to_string(), r.to.to_string()))
+    }
+
+    /// Logs the device out (WhatsApp forgets it), then stops.
+    pub async fn logout(mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.logout()).await;
+        self.stop().await;
+    }
+
+    /// Stops the client, flushing its state to the session file.
+    pub async fn stop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), h.shutdown()).await;
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+/// A phone number or a user/group JID.
+pub fn parse_recipient(to: &str) -> Result<Jid, WaError> {
+    let t = to.trim().trim_start_matches('+');
+    if !t.is_empty() && t.len() <= 20 && t.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(Jid::pn(t));
+    }
+    let jid: Jid = t
+        .parse()
+        .map_err(|_| WaError::BadRecipient(to.to_string()))?;
+    if jid.user.is_empty() || !matches!(jid.server, Server::Pn | Server::Lid | Server::Group) {
+        return Err(WaError::BadRecipient(to.to_string()));
+    }
+    Ok(jid)
+}

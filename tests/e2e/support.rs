@@ -1,0 +1,282 @@
+//! Test support: the simulator, a private redis-server, a webhook receiver,
+//! the bridge itself, and bounded waits.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::Value;
+use wa_sim::{SimHandle, Simulator};
+use wapi::App;
+use wapi::config::Config;
+
+pub const DEADLINE: Duration = Duration::from_secs(5);
+
+pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, f)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?}"))
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, failing after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn sim() -> SimHandle {
+    Simulator::start("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("start wa-sim")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A redis-server of the test's own, on a free port, killed on drop.
+pub struct Redis {
+    child: Child,
+    pub url: String,
+}
+
+impl Redis {
+    pub async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run redis-server ({e}): install it, e.g. `apt-get install redis-server`"
+                )
+            });
+        let url = format!("redis://127.0.0.1:{port}");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        eventually(
+            DEADLINE,
+            "redis-server accepting connections",
+            || async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
+        )
+        .await;
+        Self { child, url }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A webhook receiver that records every POSTed body.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    pub seen: Arc<Mutex<Vec<(String, Value)>>>,
+    /// Status codes to answer with, in order, before answering 200.
+    pub script: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .route("/{*path}", post(receive))
+            .with_state((seen.clone(), script.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self {
+            url: format!("http://{addr}/hook/"),
+            seen,
+            script,
+        }
+    }
+
+    pub fn events(&self) -> Vec<(String, Value)> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Bodies of the events of one kind for one session path.
+    pub fn of(&self, path_suffix: &str, event: &str) -> Vec<Value> {
+        self.events()
+            .into_iter()
+            .filter(|(p, b)| p.ends_with(path_suffix) && b["event"] == event)
+            .map(|(_, b)| b)
+            .collect()
+    }
+}
+
+type RecvState = (Arc<Mutex<Vec<(String, Value)>>>, Arc<Mutex<Vec<u16>>>);
+
+async fn receive(
+    State((seen, script)): State<RecvState>,
+    axum::extract::Path(path): axum::extract::Path<String>,
+    axum::Json(body): axum::Json<Value>,
+) -> StatusCode {
+    let code = {
+        let mut s = script.lock().unwrap();
+        if s.is_empty() { 200 } else { s.remove(0) }
+    };
+    if code == 200 {
+        seen.lock().unwrap().push((path, body));
+    }
+    StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
+}
+
+/// Which store the bridge uses.
+#[derive(Clone)]
+pub enum StoreKind {
+    Embedded,
+    Redis(String),
+}
+
+pub fn config(sim: &SimHandle, root: &Path, store: &StoreKind) -> Config {
+    let mut cfg = Config::from_lookup(|_| None).expect("default config");
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.files_root = root.to_path_buf();
+    cfg.whatsapp_url = sim.ws_url();
+    cfg.qr_console = false;
+    cfg.checkout_every = Duration::from_secs(1);
+    cfg.redis_url = match store {
+        StoreKind::Embedded => None,
+        StoreKind::Redis(url) => Some(url.clone()),
+    };
+    cfg
+}
+
+/// The bridge under test, with an HTTP client pointed at it.
+pub struct Bridge {
+    pub app: App,
+    pub base: String,
+    pub http: reqwest::Client,
+    pub root: PathBuf,
+}
+
+impl Bridge {
+    pub async fn start(cfg: Config) -> Self {
+        let root = cfg.files_root.clone();
+        let app = App::start(cfg).await.expect("start the bridge");
+        let base = format!("http://{}", app.addr());
+        Self {
+            app,
+            base,
+            http: reqwest::Client::new(),
+            root,
+        }
+    }
+
+    pub async fn stop(self) {
+        within(Duration::from_secs(15), self.app.shutdown()).await;
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
+    /// Waits until the session reports `status`.
+    pub async fn wait_status(&self, session: &str, status: &str) -> Value {
+        let path = format!("/get-session-info/{session}/");
+        eventually(DEADLINE, &format!("{session} {status}"), || {
+            let path = path.clone();
+            async move {
+                let v = self.json(&path).await;
+                (v["status"] == status).then_some(v)
+            }
+        })
+        .await
+    }
+
+    /// Registers a session, decodes its QR PNG, scans it with the phone of
+    /// `phone` and waits for WORKING.
+    pub async fn link(&self, sim: &SimHandle, session: &str, webhook: &str, phone: &str) {
+        let r = self
+            .post(
+                "/register-session/",
+                serde_json::json!({"session_id": session, "webhook_url": webhook}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "register {session}");
+        let png = eventually(DEADLINE, "a QR image", || async {
+            let r = self.get(&format!("/get-qr-code/{session}/")).await;
+            if r.status() == 200 {
+                Some(r.bytes().await.unwrap().to_vec())
+            } else {
+                None
+            }
+        })
+        .await;
+        let qr = decode_qr(&png);
+        sim.scan(&qr, phone, "Acme").await.expect("scan");
+        self.wait_status(session, "WORKING").await;
+    }
+}
+
+/// Reads the QR string back out of a PNG, as a phone's camera would.
+pub fn decode_qr(png: &[u8]) -> String {
+    let img = image::load_from_memory(png).expect("a PNG").to_luma8();
+    let (w, h) = img.dimensions();
+    let mut prepared =
+        rqrr::PreparedImage::prepare_from_greyscale(w as usize, h as usize, |x, y| {
+            img.get_pixel(x as u32, y as u32)[0]
+        });
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().expect("a readable QR code").1
+}
