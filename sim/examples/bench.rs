@@ -32,7 +32,8 @@ struct Device {
 }
 
 fn line(figure: &str, value: f64, unit: &str, extra: serde_json::Value) {
-    let mut v = serde_json::json!({"bench": "wa-sim", "figure": figure, "value": value, "unit": unit});
+    let mut v =
+        serde_json::json!({"bench": "wa-sim", "figure": figure, "value": value, "unit": unit});
     if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
         o.extend(e.clone());
     }
@@ -67,7 +68,9 @@ async fn link(
     };
     sim.scan(&qr, &phone, "Bench").await?;
     loop {
-        if let Event::Connected(_) = &*tokio::time::timeout(Duration::from_secs(60), events.recv()).await?? {
+        if let Event::Connected(_) =
+            &*tokio::time::timeout(Duration::from_secs(60), events.recv()).await??
+        {
             break;
         }
     }
@@ -101,7 +104,9 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let devices: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
     let messages: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(5000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(devices, messages))
 }
 
@@ -194,7 +199,9 @@ async fn run(n: usize, m: usize) -> anyhow::Result<()> {
             for k in t * per_task..((t + 1) * per_task).min(m) {
                 let d = &devs[k % devs.len()];
                 let to: Jid = format!("1888{:07}@s.whatsapp.net", k % 50).parse()?;
-                d.client.send_message(to, wa::Message::text("bench reply")).await?;
+                d.client
+                    .send_message(to, wa::Message::text("bench reply"))
+                    .await?;
             }
             anyhow::Ok(())
         });
@@ -202,7 +209,11 @@ async fn run(n: usize, m: usize) -> anyhow::Result<()> {
     while let Some(r) = tasks.join_next().await {
         r??;
     }
-    let inboxes = || (0..50).map(|c| sim.inbox(&format!("1888{c:07}")).len()).sum::<usize>();
+    let inboxes = || {
+        (0..50)
+            .map(|c| sim.inbox(&format!("1888{c:07}")).len())
+            .sum::<usize>()
+    };
     let all = wait_until(Duration::from_secs(120), || inboxes() >= m).await;
     let secs = started.elapsed().as_secs_f64();
     line(

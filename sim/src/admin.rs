@@ -119,11 +119,14 @@ async fn scan(State(w): Shared, Body(req): Body<ScanReq>) -> Result<Response, Ad
 struct PairCodeReq {
     phone: String,
     code: String,
+    #[serde(default)]
+    push_name: Option<String>,
 }
 
 async fn pair_code(State(w): Shared, Body(req): Body<PairCodeReq>) -> Result<Response, AdminError> {
     let phone = phone(&req.phone, "phone")?;
-    let linked = pairing::enter_code(&w, &phone, &req.code).await?;
+    let name = req.push_name.as_deref().unwrap_or("");
+    let linked = pairing::enter_code(&w, &phone, &req.code, name).await?;
     Ok(axum::Json(linked).into_response())
 }
 

@@ -126,12 +126,14 @@ impl SimHandle {
     }
 
     /// The phone of `phone` enters a pair code (see `POST /admin/pair-code`).
+    /// An account linked without a push name gets `+PHONE`.
     pub async fn enter_pair_code(
         &self,
         phone: &str,
         code: &str,
+        push_name: &str,
     ) -> Result<LinkedDevice, LinkError> {
-        pairing::enter_code(&self.world, phone, code).await
+        pairing::enter_code(&self.world, phone, code, push_name).await
     }
 
     /// A contact sends a text to every device of an account; returns its id.

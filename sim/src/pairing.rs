@@ -114,6 +114,11 @@ async fn link(
         if !push_name.is_empty() {
             account.push_name = push_name.to_string();
         }
+        // Every WhatsApp account has a push name; a client paired without
+        // one waits 10 s for app-state keys on every later login.
+        if account.push_name.is_empty() {
+            account.push_name = format!("+{phone}");
+        }
         let device = account.next_device;
         account.next_device += 1;
         let target = LinkTarget {
@@ -298,9 +303,7 @@ pub async fn share_app_state_keys(
         protocol_message: buffa::MessageField::some(wa::message::ProtocolMessage {
             r#type: Some(wa::message::protocol_message::Type::APP_STATE_SYNC_KEY_SHARE),
             app_state_sync_key_share: buffa::MessageField::some(
-                wa::message::AppStateSyncKeyShare {
-                    keys: vec![key],
-                },
+                wa::message::AppStateSyncKeyShare { keys: vec![key] },
             ),
             ..Default::default()
         }),
@@ -349,6 +352,7 @@ pub async fn enter_code(
     world: &Arc<World>,
     phone: &str,
     code: &str,
+    push_name: &str,
 ) -> Result<LinkedDevice, LinkError> {
     let code = code.trim().to_ascii_uppercase();
     let candidates: Vec<(u64, Vec<u8>)> = {
@@ -424,7 +428,7 @@ pub async fn enter_code(
         req.entered = Some(EnteredCode {
             primary_eph,
             companion_eph_pub,
-            push_name: String::new(),
+            push_name: push_name.to_string(),
             done: Some(done_tx),
         });
         conn.send(notification);
@@ -471,7 +475,7 @@ pub fn on_companion_finish(
     wrapped_bundle: &[u8],
     companion_identity: &[u8],
 ) -> Result<(), String> {
-    let (phone, primary_eph, companion_eph_pub, done) = {
+    let (phone, primary_eph, companion_eph_pub, push_name, done) = {
         let mut st = world.lock();
         let reg = st
             .registrations
@@ -483,6 +487,7 @@ pub fn on_companion_finish(
             req.phone.clone(),
             entered.primary_eph.clone(),
             entered.companion_eph_pub,
+            entered.push_name.clone(),
             entered.done.take(),
         )
     };
@@ -502,7 +507,7 @@ pub fn on_companion_finish(
     )?;
     let world = world.clone();
     tokio::spawn(async move {
-        let result = link(&world, conn_id, &phone, "", &adv_secret)
+        let result = link(&world, conn_id, &phone, &push_name, &adv_secret)
             .await
             .map_err(|e| e.to_string());
         if let Some(done) = done {

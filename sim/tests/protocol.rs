@@ -554,3 +554,42 @@ async fn a_stalled_server_answers_nothing_until_the_stall_ends() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_code_linked_device_restores_without_a_hidden_wait() {
+    let sim = harness::sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("a.db");
+    let mut c = Client::start_with(&sim, &db, |b| {
+        b.with_pair_code(whatsapp_rust::pair_code::PairCodeOptions {
+            phone_number: "15550005555".into(),
+            ..Default::default()
+        })
+    })
+    .await;
+    let e = within(
+        Duration::from_secs(5),
+        c.wait(|e| matches!(e, Event::PairingCode(_))),
+    )
+    .await
+    .expect("a pair code");
+    let Event::PairingCode(p) = &*e else {
+        unreachable!()
+    };
+    // No push name given: the account still gets one.
+    sim.enter_pair_code("15550005555", &p.code, "")
+        .await
+        .expect("code accepted");
+    within(
+        Duration::from_secs(3),
+        c.wait(|e| matches!(e, Event::Connected(_))),
+    )
+    .await
+    .expect("Connected");
+    c.stop().await;
+    let mut c = Client::start(&sim, &db).await;
+    within(FAST, c.wait(|e| matches!(e, Event::Connected(_))))
+        .await
+        .expect("Connected within 2 s on restore");
+    c.stop().await;
+}

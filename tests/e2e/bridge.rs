@@ -262,3 +262,80 @@ async fn bad_input_gets_a_clear_4xx() {
     assert_eq!(r.status(), 400);
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pair_code_linking_and_the_session_lifecycle() {
+    let sim = sim().await;
+    let hook = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&sim, dir.path(), &StoreKind::Embedded)).await;
+    let r = bridge
+        .post(
+            "/v1/sessions",
+            json!({"name": "pc", "webhook_url": format!("{}pc", hook.url)}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = bridge
+        .post("/v1/sessions/pc/pair-code", json!({"phone": "15550007777"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let code: serde_json::Value = r.json().await.unwrap();
+    let code = code["code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 8);
+    let linked = sim
+        .enter_pair_code("15550007777", &code, "Paired")
+        .await
+        .expect("enter code");
+    assert_eq!(linked.jid, "15550007777:1@s.whatsapp.net");
+    bridge.wait_status("pc", "WORKING").await;
+
+    // A dropped connection: the client reconnects and the session is WORKING again.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/devices/15550007777%3A1%40s.whatsapp.net/disconnect",
+            sim.admin_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually(DEADLINE, "a reconnect counted", || async {
+        let v = bridge.json("/get-active-connection-info/pc/").await;
+        (v["connected"] == true && v["reconnects"].as_u64() >= Some(1)).then_some(())
+    })
+    .await;
+
+    // Stop, start, restart.
+    let r = bridge.post("/v1/sessions/pc/stop", json!({})).await;
+    assert_eq!(r.status(), 200);
+    bridge.wait_status("pc", "STOPPED").await;
+    let r = bridge.post("/v1/sessions/pc/start", json!({})).await;
+    assert_eq!(r.status(), 200);
+    bridge.wait_status("pc", "WORKING").await;
+    let r = bridge.post("/v1/sessions/pc/restart", json!({})).await;
+    assert_eq!(r.status(), 200);
+    bridge.wait_status("pc", "WORKING").await;
+
+    // Delete: logged out at WhatsApp, files and entry gone.
+    let r = bridge
+        .http
+        .delete(format!("{}/v1/sessions/pc", bridge.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(bridge.get("/v1/sessions/pc").await.status(), 404);
+    assert!(!dir.path().join("sessions/pc.db").exists());
+    eventually(DEADLINE, "device unlinked at the server", || async {
+        let d: serde_json::Value = reqwest::get(format!("{}/devices", sim.admin_url()))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        d["devices"].as_array()?.is_empty().then_some(())
+    })
+    .await;
+    bridge.stop().await;
+}
