@@ -197,8 +197,10 @@ async fn run(n: usize, m: usize) -> anyhow::Result<()> {
         let devs = devs.clone();
         tasks.spawn(async move {
             for k in t * per_task..((t + 1) * per_task).min(m) {
+                // Each device talks to one contact: one session set-up
+                // (pkmsg), then the steady state, as in a conversation.
                 let d = &devs[k % devs.len()];
-                let to: Jid = format!("1888{:07}@s.whatsapp.net", k % 50).parse()?;
+                let to: Jid = format!("1888{:07}@s.whatsapp.net", (k % devs.len()) % 50).parse()?;
                 d.client
                     .send_message(to, wa::Message::text("bench reply"))
                     .await?;

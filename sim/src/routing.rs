@@ -196,6 +196,13 @@ pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
     let from_jid = out.from.jid();
     let mut receipted: Vec<String> = Vec::new();
     for copy in out.copies {
+        if copy.to.device == 0 && copy.to.phone == out.from.phone {
+            // The sender's own phone gets a device-sent copy of everything
+            // its companion sends. The simulated phone never reads or
+            // answers those, so they are not worth decrypting (half of a
+            // client's send traffic).
+            continue;
+        }
         if copy.to.device == 0 {
             let endpoint = match world.endpoint(&copy.to.phone) {
                 Ok(e) => e,
@@ -235,11 +242,6 @@ pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
                 .stats
                 .messages_decrypted
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            // A copy for the sender's own phone is a device-sent copy: the
-            // phone keeps no inbox of its own messages.
-            if copy.to.phone == out.from.phone {
-                continue;
-            }
             let text = wa::Message::decode_from_slice(&plain)
                 .ok()
                 .and_then(|m| message_text(&m));

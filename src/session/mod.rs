@@ -134,7 +134,13 @@ impl Manager {
     fn spawn(self: &Arc<Self>, rec: SessionRecord, run: bool) -> Arc<RwLock<SessionView>> {
         let view = Arc::new(RwLock::new(SessionView {
             name: rec.name.clone(),
-            status: Status::Stopped,
+            // What the task is about to do, so that a reply sent right
+            // after registering does not say STOPPED.
+            status: if run {
+                Status::Starting
+            } else {
+                Status::Stopped
+            },
             reason: None,
             jid: rec.jid.clone(),
             push_name: rec.push_name.clone(),

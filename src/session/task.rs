@@ -50,8 +50,9 @@ struct Task {
     link: Option<Link>,
     events: Option<mpsc::UnboundedReceiver<WaEvent>>,
     pending_pair_code: Option<Reply<String>>,
-    /// Whether the previous checkout already found the session disconnected.
-    down_at_last_check: bool,
+    /// Since when the session has been without a live connection, as seen
+    /// by the checkout.
+    down_since: Option<tokio::time::Instant>,
 }
 
 pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -61,7 +62,7 @@ pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedRece
         link: None,
         events: None,
         pending_pair_code: None,
-        down_at_last_check: false,
+        down_since: None,
     };
     loop {
         tokio::select! {
@@ -248,7 +249,7 @@ impl Task {
                 }
                 self.link = Some(link);
                 self.events = Some(events);
-                self.down_at_last_check = false;
+                self.down_since = None;
             }
             Err(e) => {
                 warn!(session = self.name(), "cannot start: {e}");
@@ -302,30 +303,42 @@ impl Task {
     }
 
     /// The periodic checkout: a session that should run but has had no live
-    /// connection for two checks in a row gets a new client on the same
-    /// session file (whatsapp-rust's disconnect is final).
+    /// connection for longer than `WAPI_WHATSAPP_CONNECTION_TIMEOUT` gets a
+    /// new client on the same session file (whatsapp-rust's disconnect is
+    /// final, and its own reconnect backoff grows to 15 minutes).
     async fn check(&mut self) {
         if !self.rec.desired_running {
             return;
         }
-        let status = self.status();
-        if matches!(status, Status::LoggedOut | Status::ScanQrCode) {
+        let (status, reason) = {
+            let v = self.ctx.view.read().unwrap_or_else(|p| p.into_inner());
+            (v.status, v.reason.clone())
+        };
+        // Waiting for a scan, unlinked, or failed for a reason a new client
+        // would not fix (QR codes ran out, a ban): a person must act.
+        let retriable_failure =
+            status == Status::Failed && reason.as_deref() == Some("start_failed");
+        if matches!(
+            status,
+            Status::LoggedOut | Status::ScanQrCode | Status::Stopped
+        ) || (status == Status::Failed && !retriable_failure)
+        {
             return;
         }
-        let up = self.link.as_ref().is_some_and(Link::is_connected);
-        if up {
-            self.down_at_last_check = false;
+        if self.link.as_ref().is_some_and(Link::is_connected) {
+            self.down_since = None;
             return;
         }
-        if self.link.is_none() || self.down_at_last_check || status == Status::Failed {
+        let now = tokio::time::Instant::now();
+        let down_for = now - *self.down_since.get_or_insert(now);
+        if self.link.is_none() || retriable_failure || down_for >= self.ctx.cfg.connection_timeout {
             info!(
                 session = self.name(),
+                ?down_for,
                 "no live connection: rebuilding the client"
             );
             self.stop_link().await;
             self.start(None).await;
-        } else {
-            self.down_at_last_check = true;
         }
     }
 
@@ -366,7 +379,7 @@ impl Task {
                     self.rec.push_name = push_name;
                     self.persist().await;
                 }
-                self.down_at_last_check = false;
+                self.down_since = None;
                 self.set_status(Status::Working, None).await;
             }
             WaEvent::Disconnected => {
