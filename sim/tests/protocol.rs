@@ -312,35 +312,21 @@ async fn a_stream_error_515_makes_the_client_reconnect() {
 async fn pair_code_link() {
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut c = Client::start_with(&sim, &dir.path().join("a.db"), |b| {
-        b.with_pair_code(whatsapp_rust::pair_code::PairCodeOptions {
-            phone_number: "15550003333".into(),
-            ..Default::default()
-        })
-    })
-    .await;
-    let e = within(
-        Duration::from_secs(5),
-        c.wait(|e| matches!(e, Event::PairingCode(_))),
-    )
-    .await
-    .expect("a pair code");
-    let Event::PairingCode(p) = &*e else {
-        unreachable!()
-    };
-    assert_eq!(p.code.len(), 8);
+    let (mut c, code) =
+        Client::start_pair_code(&sim, &dir.path().join("a.db"), "15550003333").await;
+    assert_eq!(code.len(), 8);
     // A wrong phone number has no waiting device.
     let r = admin_post(
         &sim,
         "/pair-code",
-        serde_json::json!({"phone": "15550009999", "code": p.code}),
+        serde_json::json!({"phone": "15550009999", "code": code}),
     )
     .await;
     assert_eq!(r.status(), 404);
     let r = admin_post(
         &sim,
         "/pair-code",
-        serde_json::json!({"phone": "15550003333", "code": p.code}),
+        serde_json::json!({"phone": "15550003333", "code": code}),
     )
     .await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
@@ -560,24 +546,9 @@ async fn a_pair_code_linked_device_restores_without_a_hidden_wait() {
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("a.db");
-    let mut c = Client::start_with(&sim, &db, |b| {
-        b.with_pair_code(whatsapp_rust::pair_code::PairCodeOptions {
-            phone_number: "15550005555".into(),
-            ..Default::default()
-        })
-    })
-    .await;
-    let e = within(
-        Duration::from_secs(5),
-        c.wait(|e| matches!(e, Event::PairingCode(_))),
-    )
-    .await
-    .expect("a pair code");
-    let Event::PairingCode(p) = &*e else {
-        unreachable!()
-    };
+    let (mut c, code) = Client::start_pair_code(&sim, &db, "15550005555").await;
     // No push name given: the account still gets one.
-    sim.enter_pair_code("15550005555", &p.code, "")
+    sim.enter_pair_code("15550005555", &code, "")
         .await
         .expect("code accepted");
     within(

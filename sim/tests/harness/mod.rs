@@ -91,6 +91,27 @@ impl Client {
         }
     }
 
+    /// Starts a client that links by pair code for `phone`; returns it with
+    /// the code it shows (within 5 s).
+    pub async fn start_pair_code(sim: &SimHandle, db: &Path, phone: &str) -> (Self, String) {
+        let options = whatsapp_rust::pair_code::PairCodeOptions {
+            phone_number: phone.into(),
+            ..Default::default()
+        };
+        let mut c = Self::start_with(sim, db, |b| b.with_pair_code(options)).await;
+        let e = within(
+            Duration::from_secs(5),
+            c.wait(|e| matches!(e, Event::PairingCode(_))),
+        )
+        .await
+        .expect("a pair code");
+        let Event::PairingCode(p) = &*e else {
+            unreachable!()
+        };
+        let code = p.code.clone();
+        (c, code)
+    }
+
     pub async fn stop(mut self) {
         if let Some(h) = self.handle.take() {
             let _ = within(Duration::from_secs(5), h.shutdown()).await;
