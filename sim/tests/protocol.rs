@@ -17,6 +17,7 @@ const FAST: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn qr_link_connects_within_two_seconds_of_the_scan() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = Client::start(&sim, &dir.path().join("a.db")).await;
@@ -35,6 +36,7 @@ async fn qr_link_connects_within_two_seconds_of_the_scan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_from_the_stored_session_without_a_qr() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("a.db");
@@ -71,6 +73,7 @@ fn text_of(e: &Event) -> Option<(String, String, String, i64, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contact_text_reaches_the_client_with_id_sender_name_and_time() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
@@ -126,6 +129,7 @@ async fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_text_reaches_the_contact_inbox_and_receipts_come_back() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
@@ -175,6 +179,7 @@ async fn client_text_reaches_the_contact_inbox_and_receipts_come_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_sent_while_offline_arrives_after_reconnect() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("a.db");
@@ -218,6 +223,7 @@ fn enc(jid: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_connection_reconnects_by_itself() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
@@ -253,6 +259,7 @@ async fn a_dropped_connection_reconnects_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logout_from_the_phone_gives_logged_out_and_the_identity_is_dead() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("a.db");
@@ -291,6 +298,7 @@ async fn logout_from_the_phone_gives_logged_out_and_the_identity_is_dead() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_error_515_makes_the_client_reconnect() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
@@ -310,6 +318,7 @@ async fn a_stream_error_515_makes_the_client_reconnect() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pair_code_link() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let (mut c, code) =
@@ -342,6 +351,7 @@ async fn pair_code_link() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_real_clients_exchange_messages() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let mut a = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Alice").await;
@@ -382,6 +392,7 @@ async fn two_real_clients_exchange_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_clients_linked_at_once_each_receive_one_message() {
+    let _alone = harness::heavy().await;
     const N: usize = 200;
     let sim = std::sync::Arc::new(harness::sim().await);
     let dir = tempfile::tempdir().unwrap();
@@ -446,6 +457,7 @@ async fn two_hundred_clients_linked_at_once_each_receive_one_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_rejects_bad_input_with_json_errors() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let http = reqwest::Client::new();
     let health: serde_json::Value = http
@@ -516,6 +528,7 @@ async fn the_admin_api_rejects_bad_input_with_json_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_server_answers_nothing_until_the_stall_ends() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
@@ -543,6 +556,7 @@ async fn a_stalled_server_answers_nothing_until_the_stall_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pair_code_linked_device_restores_without_a_hidden_wait() {
+    let _load = harness::light().await;
     let sim = harness::sim().await;
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("a.db");

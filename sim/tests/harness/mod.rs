@@ -13,6 +13,19 @@ use whatsapp_rust::bot::Provided;
 use whatsapp_rust::prelude::*;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
 
+/// Tests run in parallel threads of one binary. The 200-client test takes
+/// both cores for seconds, which would push the tight deadlines of the
+/// others over: it runs alone (write lock), the others together (read lock).
+static LOAD: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+pub async fn light() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    LOAD.read().await
+}
+
+pub async fn heavy() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    LOAD.write().await
+}
+
 pub async fn sim() -> SimHandle {
     Simulator::start("127.0.0.1:0".parse().unwrap())
         .await
