@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use tracing::{debug, warn};
 
-use crate::store::{OutboxEvent, SessionRecord, Store};
+use crate::store::{OutboxEvent, Store, StoreError};
 
 /// Longest wait between two attempts at one event.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -46,11 +46,26 @@ pub struct Webhooks {
     inner: Arc<Inner>,
 }
 
+/// A handle that does not keep the webhooks (and so the store) alive: for
+/// holders that may outlive the bridge, like a client's durability hook
+/// still winding down after shutdown.
+#[derive(Clone)]
+pub struct WeakWebhooks(std::sync::Weak<Inner>);
+
+impl WeakWebhooks {
+    pub fn upgrade(&self) -> Option<Webhooks> {
+        self.0.upgrade().map(|inner| Webhooks { inner })
+    }
+}
+
 struct Inner {
     store: Arc<dyn Store>,
     http: reqwest::Client,
     default_base: Option<String>,
     workers: Mutex<HashMap<String, Worker>>,
+    /// Each session's own webhook URL as last seen, so that delivery does
+    /// not depend on reading the registry back (Redis may have lost it).
+    urls: Mutex<HashMap<String, Option<String>>>,
 }
 
 struct Worker {
@@ -71,58 +86,64 @@ impl Webhooks {
                 http,
                 default_base,
                 workers: Mutex::new(HashMap::new()),
+                urls: Mutex::new(HashMap::new()),
             }),
         }
     }
 
+    pub fn downgrade(&self) -> WeakWebhooks {
+        WeakWebhooks(Arc::downgrade(&self.inner))
+    }
+
     /// The session's own URL, else wapi's default base plus its name.
-    pub fn url_for(&self, rec: &SessionRecord) -> Option<String> {
-        rec.webhook_url.clone().or_else(|| {
+    fn resolve_url(&self, session: &str, own: Option<&str>) -> Option<String> {
+        own.map(str::to_string).or_else(|| {
             self.inner
                 .default_base
                 .as_ref()
-                .map(|base| format!("{base}{}", rec.name))
+                .map(|base| format!("{base}{session}"))
         })
     }
 
     /// Commits an event to the session's outbox and wakes its worker.
-    /// `id` (for messages) makes a repeated event a no-op.
+    /// `id` (for messages) makes a repeated event a no-op. An event for a
+    /// session with no webhook URL at all is not kept.
     pub async fn enqueue(
         &self,
-        rec: &SessionRecord,
+        session: &str,
+        own_url: Option<&str>,
         event: &str,
         id: Option<String>,
         payload: Value,
-    ) {
-        if self.url_for(rec).is_none() {
-            debug!(
-                session = rec.name,
-                event, "no webhook URL: event not queued"
-            );
-            return;
+    ) -> Result<(), StoreError> {
+        self.set_url(session, own_url);
+        if self.resolve_url(session, own_url).is_none() {
+            debug!(session, event, "no webhook URL: event not queued");
+            return Ok(());
         }
         let id = id.unwrap_or_else(random_event_id);
         let body = json!({
             "id": id,
             "event": event,
-            "session": rec.name,
+            "session": session,
             "timestamp": now_ms(),
             "payload": payload,
         });
         let ev = OutboxEvent {
             id: id.clone(),
-            session: rec.name.clone(),
+            session: session.to_string(),
             seq: 0,
             body,
             attempts: 0,
             next_attempt_at_ms: 0,
             last_error: None,
         };
-        match self.inner.store.outbox_push(ev).await {
-            Ok(true) => self.wake(&rec.name),
-            Ok(false) => debug!(session = rec.name, id, "duplicate event skipped"),
-            Err(e) => warn!(session = rec.name, event, "cannot queue webhook event: {e}"),
+        if self.inner.store.outbox_push(ev).await? {
+            self.wake(session);
+        } else {
+            debug!(session, id, "duplicate event skipped");
         }
+        Ok(())
     }
 
     /// Starts workers for every session with pending events (after a restart).
@@ -131,6 +152,38 @@ impl Webhooks {
             Ok(sessions) => sessions.iter().for_each(|s| self.wake(s)),
             Err(e) => warn!("cannot list pending webhook events: {e}"),
         }
+    }
+
+    /// Records a session's own webhook URL (or its absence) and wakes its
+    /// worker, which may have been waiting for one.
+    pub fn set_url(&self, session: &str, own_url: Option<&str>) {
+        let changed = {
+            let mut urls = self.inner.urls.lock().unwrap_or_else(|p| p.into_inner());
+            let new = own_url.map(str::to_string);
+            urls.insert(session.to_string(), new.clone()) != Some(new)
+        };
+        if changed && let Some(w) = self.workers().get(session) {
+            w.notify.notify_one();
+        }
+    }
+
+    /// The URL to deliver a session's events to now.
+    async fn target(&self, session: &str) -> Option<String> {
+        let known = self
+            .inner
+            .urls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(session)
+            .cloned();
+        let own = match known {
+            Some(own) => own,
+            None => match self.inner.store.get_session(session).await {
+                Ok(Some(rec)) => rec.webhook_url,
+                _ => None,
+            },
+        };
+        self.resolve_url(session, own.as_deref())
     }
 
     /// Stops a session's worker (the session is gone).
@@ -195,11 +248,7 @@ async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
             woken.await;
             continue;
         }
-        let url = match store.get_session(&session).await {
-            Ok(Some(rec)) => hooks.url_for(&rec),
-            _ => None,
-        };
-        let Some(url) = url else {
+        let Some(url) = hooks.target(&session).await else {
             // No URL any more: wait for a change rather than spin.
             woken.await;
             continue;

@@ -41,7 +41,29 @@ pub enum WaEvent {
     Failed {
         reason: &'static str,
     },
-    Message(Box<IncomingMessage>),
+}
+
+/// Where a session's incoming messages are committed before WhatsApp is told
+/// they arrived. An `Err` withholds the acknowledgement, so WhatsApp delivers
+/// the messages again (at-least-once); a commit must therefore be idempotent.
+#[async_trait::async_trait]
+pub trait Inbox: Send + Sync + 'static {
+    async fn commit(&self, messages: Vec<IncomingMessage>) -> Result<(), String>;
+}
+
+/// whatsapp-rust's inbound durability hook, feeding an [`Inbox`].
+struct DurabilityHook(Arc<dyn Inbox>);
+
+#[async_trait::async_trait]
+impl whatsapp_rust::InboundDurabilityHook for DurabilityHook {
+    async fn on_messages(
+        &self,
+        _client: Arc<whatsapp_rust::Client>,
+        batch: &[InboundMessage],
+    ) -> anyhow::Result<()> {
+        let messages = batch.iter().map(incoming).collect();
+        self.0.commit(messages).await.map_err(anyhow::Error::msg)
+    }
 }
 
 /// An incoming message in the bridge's own terms.
@@ -110,11 +132,7 @@ fn translate(event: &Event) -> Vec<WaEvent> {
         Event::ClientOutdated(_) => vec![WaEvent::Failed {
             reason: "client_outdated",
         }],
-        Event::Messages(batch) => batch
-            .messages
-            .iter()
-            .map(|m| WaEvent::Message(Box::new(incoming(m))))
-            .collect(),
+        // Messages reach the bridge through the durability hook only.
         _ => Vec::new(),
     }
 }
@@ -151,6 +169,7 @@ pub struct LinkOptions<'a> {
     /// Link with a pair code for this phone number instead of a QR code.
     pub pair_phone: Option<String>,
     pub forward_history: bool,
+    pub inbox: Arc<dyn Inbox>,
 }
 
 /// One running linked-device client. `disconnect` is final in
@@ -178,7 +197,8 @@ impl Link {
             .with_backend(store)
             .with_transport_factory(transport)
             .with_runtime(TokioRuntime)
-            .with_version(CLIENT_VERSION);
+            .with_version(CLIENT_VERSION)
+            .with_inbound_durability_hook(DurabilityHook(opts.inbox));
         if !opts.forward_history {
             builder = builder.skip_history_sync();
         }

@@ -141,7 +141,13 @@ pub async fn handle(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: &N
         "usync" => usync(world, &id, node),
         "w:sync:app:state" => app_state(&id, node),
         "urn:xmpp:whatsapp:dirty" => result(&id),
-        "md" => companion_md(world, phone, device, &id, node),
+        "md" if node.get_optional_child("remove-companion-device").is_some() => {
+            // The device logs itself out: answer first, then forget it and
+            // close its connection.
+            conn.send(result(&id));
+            world.unlink(phone, device, false);
+            return;
+        }
         _ => error(&id, 501, "not-implemented"),
     };
     conn.send(reply);
@@ -473,13 +479,4 @@ fn app_state(id: &str, node: &Node) -> Node {
         })
         .unwrap_or_default();
     result_with(id, [NodeBuilder::new("sync").children(collections).build()])
-}
-
-/// `md` from a linked device: the client removing itself (logout).
-fn companion_md(world: &World, phone: &str, device: u16, id: &str, node: &Node) -> Node {
-    if node.get_optional_child("remove-companion-device").is_some() {
-        world.unlink(phone, device, false);
-        return result(id);
-    }
-    error(id, 501, "not-implemented")
 }

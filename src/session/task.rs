@@ -9,8 +9,8 @@ use tracing::{info, warn};
 use super::{QrCode, SessionError, SessionView, Status, now_secs};
 use crate::config::Config;
 use crate::store::{SessionRecord, Store};
-use crate::webhook::{Webhooks, message_event_id};
-use crate::whatsapp::{Link, LinkOptions, WaEvent};
+use crate::webhook::{WeakWebhooks, Webhooks, message_event_id};
+use crate::whatsapp::{Inbox, IncomingMessage, Link, LinkOptions, WaEvent};
 
 type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
 
@@ -133,10 +133,20 @@ impl Task {
             "reason": reason,
             "jid": jid,
         });
-        self.ctx
+        if let Err(e) = self
+            .ctx
             .webhooks
-            .enqueue(&self.rec, "session.status", None, payload)
-            .await;
+            .enqueue(
+                self.name(),
+                self.rec.webhook_url.as_deref(),
+                "session.status",
+                None,
+                payload,
+            )
+            .await
+        {
+            warn!(session = self.name(), "cannot queue the status event: {e}");
+        }
     }
 
     async fn persist(&self) {
@@ -171,6 +181,7 @@ impl Task {
                 let _ = reply.send(Ok(()));
             }
             Command::SetWebhook(url, reply) => {
+                self.ctx.webhooks.set_url(self.name(), url.as_deref());
                 self.rec.webhook_url = url.clone();
                 self.update(|v| v.webhook_url = url);
                 let r = self.ctx.store.put_session(&self.rec).await;
@@ -241,6 +252,10 @@ impl Task {
             url: &self.ctx.cfg.whatsapp_url,
             pair_phone,
             forward_history: self.ctx.cfg.forward_history,
+            inbox: Arc::new(SessionInbox {
+                webhooks: self.ctx.webhooks.downgrade(),
+                view: self.ctx.view.clone(),
+            }),
         };
         match Link::start(opts).await {
             Ok((link, events)) => {
@@ -307,6 +322,7 @@ impl Task {
     /// new client on the same session file (whatsapp-rust's disconnect is
     /// final, and its own reconnect backoff grows to 15 minutes).
     async fn check(&mut self) {
+        self.ensure_registered().await;
         if !self.rec.desired_running {
             return;
         }
@@ -339,6 +355,23 @@ impl Task {
             );
             self.stop_link().await;
             self.start(None).await;
+        }
+    }
+
+    /// Puts the registry entry back if the store lost it (a Redis that
+    /// restarted without persistence), so that the next boot still knows
+    /// this session.
+    async fn ensure_registered(&self) {
+        match self.ctx.store.get_session(self.name()).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                warn!(
+                    session = self.name(),
+                    "registry entry missing from the store: writing it again"
+                );
+                self.persist().await;
+            }
+            Err(e) => warn!(session = self.name(), "store unreachable at checkout: {e}"),
         }
     }
 
@@ -399,17 +432,6 @@ impl Task {
                 self.stop_link().await;
                 self.set_status(Status::Failed, Some(reason)).await;
             }
-            WaEvent::Message(m) => {
-                if m.from_me {
-                    return;
-                }
-                let id = message_event_id(self.name(), &m.chat, &m.from, &m.id);
-                let payload = serde_json::to_value(&*m).unwrap_or_default();
-                self.ctx
-                    .webhooks
-                    .enqueue(&self.rec, "message", Some(id), payload)
-                    .await;
-            }
         }
     }
 
@@ -438,5 +460,37 @@ impl Task {
             })
         });
         self.set_status(Status::ScanQrCode, None).await;
+    }
+}
+
+/// Commits a session's incoming messages to its webhook outbox; WhatsApp is
+/// acknowledged only after the store has them.
+struct SessionInbox {
+    webhooks: WeakWebhooks,
+    view: Arc<RwLock<SessionView>>,
+}
+
+#[async_trait::async_trait]
+impl Inbox for SessionInbox {
+    async fn commit(&self, messages: Vec<IncomingMessage>) -> Result<(), String> {
+        let (name, url) = {
+            let v = self.view.read().unwrap_or_else(|p| p.into_inner());
+            (v.name.clone(), v.webhook_url.clone())
+        };
+        // A bridge that is shutting down stores nothing: WhatsApp keeps the
+        // messages and delivers them again on the next start.
+        let webhooks = self
+            .webhooks
+            .upgrade()
+            .ok_or("the bridge is shutting down")?;
+        for m in messages.into_iter().filter(|m| !m.from_me) {
+            let id = message_event_id(&name, &m.chat, &m.from, &m.id);
+            let payload = serde_json::to_value(&m).map_err(|e| e.to_string())?;
+            webhooks
+                .enqueue(&name, url.as_deref(), "message", Some(id), payload)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 }

@@ -6,4 +6,5 @@
 mod support;
 
 mod bridge;
+mod durability;
 mod process;

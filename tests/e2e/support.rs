@@ -61,11 +61,22 @@ fn free_port() -> u16 {
 pub struct Redis {
     child: Child,
     pub url: String,
+    pub port: u16,
 }
 
 impl Redis {
     pub async fn start() -> Self {
-        let port = free_port();
+        Self::start_on(free_port()).await
+    }
+
+    /// Kills the server (its data is gone: it keeps nothing on disk).
+    pub fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+
+    pub async fn start_on(port: u16) -> Self {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -93,7 +104,7 @@ impl Redis {
             || async move { tokio::net::TcpStream::connect(addr).await.ok().map(|_| ()) },
         )
         .await;
-        Self { child, url }
+        Self { child, url, port }
     }
 }
 
@@ -194,6 +205,14 @@ pub struct Bridge {
 
 impl Bridge {
     pub async fn start(cfg: Config) -> Self {
+        // Logs show only when a test fails (written through the test harness).
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("WAPI_LOG")
+                    .unwrap_or_else(|_| "info".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let root = cfg.files_root.clone();
         let app = App::start(cfg).await.expect("start the bridge");
         let base = format!("http://{}", app.addr());
