@@ -87,6 +87,13 @@ pub fn router(manager: Arc<Manager>) -> Router {
         .route("/v1/sessions/{name}/qr", get(qr))
         .route("/v1/sessions/{name}/pair-code", post(pair_code))
         .route("/v1/sessions/{name}/messages", post(send))
+        .route("/v1/sessions/{name}/webhooks", get(webhook_stats))
+        .route("/v1/sessions/{name}/webhooks/dead", get(dead_letters))
+        .route("/v1/sessions/{name}/webhooks/dead/replay", post(replay_all))
+        .route(
+            "/v1/sessions/{name}/webhooks/dead/{event_id}/replay",
+            post(replay_one),
+        )
         .with_state(manager)
 }
 
@@ -277,7 +284,7 @@ async fn stop(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiEr
 
 async fn restart(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiError> {
     let n = name(&n)?;
-    m.send(n, Command::Restart)?;
+    m.command(n, Command::Restart).await?;
     Ok(axum::Json(view_json(&m.view(n)?)).into_response())
 }
 
@@ -363,4 +370,55 @@ async fn send(
     }
     let (id, to) = m.send_text(n, &req.to, &req.text).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({"id": id, "to": to}))).into_response())
+}
+
+// --- webhook outbox ---
+
+fn event_json(ev: &crate::store::OutboxEvent) -> Value {
+    json!({
+        "id": ev.id,
+        "event": ev.body["event"],
+        "attempts": ev.attempts,
+        "last_status": ev.last_status,
+        "last_error": ev.last_error,
+        "body": ev.body,
+    })
+}
+
+async fn webhook_stats(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    m.view(n)?;
+    let stats = m.webhook_stats(n).await?;
+    Ok(axum::Json(stats).into_response())
+}
+
+async fn dead_letters(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    m.view(n)?;
+    let dead = m.store().dead_list(n).await.map_err(SessionError::from)?;
+    let list: Vec<Value> = dead.iter().map(event_json).collect();
+    Ok(axum::Json(json!({"dead": list})).into_response())
+}
+
+async fn replay_all(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    m.view(n)?;
+    let moved = m.replay(n, None).await?;
+    Ok(axum::Json(json!({"replayed": moved})).into_response())
+}
+
+async fn replay_one(
+    State(m): Shared,
+    Path((n, event_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    m.view(n)?;
+    let moved = m.replay(n, Some(&event_id)).await?;
+    if moved == 0 {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("event_id: no dead letter {event_id}"),
+        ));
+    }
+    Ok(axum::Json(json!({"replayed": moved})).into_response())
 }

@@ -16,9 +16,6 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `WAPI_FILE_SYSTEM_ROOT_POINT_FULL_PATH`: files root.
     pub files_root: PathBuf,
-    /// `WAPI_GETTING_MESSAGES_WEBHOOK`: base URL; a session without its own
-    /// webhook gets this plus its name.
-    pub default_webhook: Option<String>,
     /// `WAPI_REDIS_HOST`: Redis instead of the embedded store.
     pub redis_url: Option<String>,
     /// `WAPI_CONNECTIONS_CHECKOUT_DURATION_SECS`: how often sessions are checked.
@@ -31,6 +28,9 @@ pub struct Config {
     pub qr_console: bool,
     /// `WAPI_FORWARD_HISTORY`: forward history-sync messages (default off).
     pub forward_history: bool,
+    /// `WAPI_WEBHOOK_TIMEOUT_SECS`, `WAPI_WEBHOOK_MAX_ATTEMPTS`,
+    /// `WAPI_WEBHOOK_MAX_BACKOFF_SECS`, `WAPI_WEBHOOK_SECRET`.
+    pub webhook: crate::webhook::Settings,
 }
 
 /// An invalid setting, naming the variable.
@@ -116,7 +116,6 @@ impl Config {
             files_root: val("WAPI_FILE_SYSTEM_ROOT_POINT_FULL_PATH")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("./files")),
-            default_webhook: url("WAPI_GETTING_MESSAGES_WEBHOOK", &["http://", "https://"])?,
             redis_url,
             checkout_every: secs("WAPI_CONNECTIONS_CHECKOUT_DURATION_SECS", 60)?,
             connection_timeout: secs("WAPI_WHATSAPP_CONNECTION_TIMEOUT", 20)?,
@@ -124,6 +123,24 @@ impl Config {
                 .unwrap_or_else(|| WHATSAPP_URL.to_string()),
             qr_console: flag("WAPI_QR_CONSOLE", true)?,
             forward_history: flag("WAPI_FORWARD_HISTORY", false)?,
+            webhook: crate::webhook::Settings {
+                default_base: url("WAPI_GETTING_MESSAGES_WEBHOOK", &["http://", "https://"])?,
+                timeout: secs("WAPI_WEBHOOK_TIMEOUT_SECS", 10)?,
+                max_attempts: match val("WAPI_WEBHOOK_MAX_ATTEMPTS") {
+                    None => 15,
+                    Some(v) => match v.parse::<u32>() {
+                        Ok(n) if n > 0 => n,
+                        _ => {
+                            return Err(ConfigError {
+                                var: "WAPI_WEBHOOK_MAX_ATTEMPTS",
+                                problem: format!("expected a positive number, got {v:?}"),
+                            });
+                        }
+                    },
+                },
+                max_backoff: secs("WAPI_WEBHOOK_MAX_BACKOFF_SECS", 300)?,
+                secret: val("WAPI_WEBHOOK_SECRET"),
+            },
         })
     }
 

@@ -42,7 +42,7 @@ impl App {
         std::fs::create_dir_all(cfg.qr_dir())?;
         let cfg = Arc::new(cfg);
         let store = store::open(cfg.redis_url.as_deref(), &cfg.files_root).await?;
-        let webhooks = Webhooks::new(store.clone(), cfg.default_webhook.clone());
+        let webhooks = Webhooks::new(store.clone(), cfg.webhook.clone());
         let manager = Manager::new(cfg.clone(), store, webhooks.clone());
         let restored = manager.restore().await?;
         webhooks.resume().await;

@@ -13,10 +13,21 @@ use tracing::{debug, warn};
 
 use crate::store::{OutboxEvent, Store, StoreError};
 
-/// Longest wait between two attempts at one event.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Time allowed for one POST.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How deliveries are made and retried.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// wapi's `WAPI_GETTING_MESSAGES_WEBHOOK`: a session without its own URL
+    /// posts to this plus its name.
+    pub default_base: Option<String>,
+    /// Time allowed for one POST (`WAPI_WEBHOOK_TIMEOUT_SECS`).
+    pub timeout: Duration,
+    /// Attempts before an event goes to the dead letters (`WAPI_WEBHOOK_MAX_ATTEMPTS`).
+    pub max_attempts: u32,
+    /// Longest wait between two attempts (`WAPI_WEBHOOK_MAX_BACKOFF_SECS`).
+    pub max_backoff: Duration,
+    /// Signs every POST (`WAPI_WEBHOOK_SECRET`).
+    pub secret: Option<String>,
+}
 
 /// The event id of a message: stable for (session, chat, sender, message
 /// id), because a stanza id is unique only within a chat and sender, and a
@@ -61,8 +72,10 @@ impl WeakWebhooks {
 struct Inner {
     store: Arc<dyn Store>,
     http: reqwest::Client,
-    default_base: Option<String>,
+    settings: Settings,
     workers: Mutex<HashMap<String, Worker>>,
+    /// Set by `shutdown`: no new events, no new workers.
+    closed: std::sync::atomic::AtomicBool,
     /// Each session's own webhook URL as last seen, so that delivery does
     /// not depend on reading the registry back (Redis may have lost it).
     urls: Mutex<HashMap<String, Option<String>>>,
@@ -74,9 +87,9 @@ struct Worker {
 }
 
 impl Webhooks {
-    pub fn new(store: Arc<dyn Store>, default_base: Option<String>) -> Self {
+    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
+        // One client for every session: keep-alive connections per receiver.
         let http = reqwest::Client::builder()
-            .timeout(ATTEMPT_TIMEOUT)
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .unwrap_or_default();
@@ -84,8 +97,9 @@ impl Webhooks {
             inner: Arc::new(Inner {
                 store,
                 http,
-                default_base,
+                settings,
                 workers: Mutex::new(HashMap::new()),
+                closed: std::sync::atomic::AtomicBool::new(false),
                 urls: Mutex::new(HashMap::new()),
             }),
         }
@@ -99,6 +113,7 @@ impl Webhooks {
     fn resolve_url(&self, session: &str, own: Option<&str>) -> Option<String> {
         own.map(str::to_string).or_else(|| {
             self.inner
+                .settings
                 .default_base
                 .as_ref()
                 .map(|base| format!("{base}{session}"))
@@ -116,6 +131,11 @@ impl Webhooks {
         id: Option<String>,
         payload: Value,
     ) -> Result<(), StoreError> {
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unavailable(
+                "the bridge is shutting down".into(),
+            ));
+        }
         self.set_url(session, own_url);
         if self.resolve_url(session, own_url).is_none() {
             debug!(session, event, "no webhook URL: event not queued");
@@ -137,6 +157,7 @@ impl Webhooks {
             attempts: 0,
             next_attempt_at_ms: 0,
             last_error: None,
+            last_status: None,
         };
         if self.inner.store.outbox_push(ev).await? {
             self.wake(session);
@@ -197,6 +218,9 @@ impl Webhooks {
     /// Stops every worker and waits for them. Pending events stay in the
     /// store, with their attempt counts, for the next start.
     pub async fn shutdown(&self) {
+        self.inner
+            .closed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let workers: Vec<Worker> = self.workers().drain().map(|(_, w)| w).collect();
         for w in workers {
             w.task.abort();
@@ -208,8 +232,16 @@ impl Webhooks {
         self.inner.workers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Wakes (or starts) a session's delivery worker.
+    pub fn kick(&self, session: &str) {
+        self.wake(session);
+    }
+
     fn wake(&self, session: &str) {
         let mut workers = self.workers();
+        if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         if let Some(w) = workers.get(session) {
             w.notify.notify_one();
             return;
@@ -231,9 +263,10 @@ impl Webhooks {
 }
 
 /// Delivers a session's events one at a time, oldest first: an event is not
-/// posted before the earlier ones are delivered.
+/// posted before the earlier ones are delivered or dead.
 async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
     let store = hooks.inner.store.clone();
+    let settings = hooks.inner.settings.clone();
     while hooks.alive(&session, &notify) {
         let woken = notify.notified();
         let pending = match store.outbox_pending(&session, 32).await {
@@ -258,48 +291,158 @@ async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
             if wait > 0 {
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }
-            match post(&hooks.inner.http, &url, &ev).await {
-                Ok(()) => {
+            let outcome = post(&hooks.inner.http, &settings, &url, &ev).await;
+            match outcome {
+                Outcome::Delivered => {
                     if let Err(e) = store.outbox_remove(&session, &ev.id).await {
                         warn!(session, "cannot mark {} delivered: {e}", ev.id);
                     }
+                    continue;
                 }
-                Err(err) => {
+                Outcome::Retry {
+                    status,
+                    error,
+                    after,
+                } => {
                     ev.attempts += 1;
+                    ev.last_status = status;
+                    ev.last_error = Some(error);
+                    if ev.attempts >= settings.max_attempts {
+                        kill(&*store, &session, &ev).await;
+                        continue;
+                    }
                     let backoff =
-                        Duration::from_millis(250u64 << ev.attempts.min(7)).min(MAX_BACKOFF);
+                        after.unwrap_or_else(|| full_jitter(ev.attempts, settings.max_backoff));
                     ev.next_attempt_at_ms = now_ms() + backoff.as_millis() as u64;
                     warn!(
                         session,
                         id = ev.id,
                         attempts = ev.attempts,
-                        "webhook delivery failed: {err}"
+                        ?backoff,
+                        "webhook delivery failed: {}",
+                        ev.last_error.as_deref().unwrap_or_default()
                     );
-                    ev.last_error = Some(err);
                     if let Err(e) = store.outbox_update(&ev).await {
                         warn!(session, "cannot record the failed attempt: {e}");
                     }
                     // Keep order: nothing after a failed event goes first.
                     break;
                 }
+                Outcome::Dead { status, error } => {
+                    ev.attempts += 1;
+                    ev.last_status = Some(status);
+                    ev.last_error = Some(error);
+                    kill(&*store, &session, &ev).await;
+                }
             }
         }
     }
 }
 
-async fn post(http: &reqwest::Client, url: &str, ev: &OutboxEvent) -> Result<(), String> {
+async fn kill(store: &dyn Store, session: &str, ev: &OutboxEvent) {
+    warn!(
+        session,
+        id = ev.id,
+        attempts = ev.attempts,
+        status = ev.last_status,
+        "webhook event moved to the dead letters: {}",
+        ev.last_error.as_deref().unwrap_or_default()
+    );
+    if let Err(e) = store.outbox_kill(ev).await {
+        warn!(session, "cannot move {} to the dead letters: {e}", ev.id);
+    }
+}
+
+/// Exponential backoff with full jitter: a random wait up to
+/// `min(cap, 500 ms * 2^attempts)`.
+fn full_jitter(attempts: u32, cap: Duration) -> Duration {
+    let ceiling = Duration::from_millis(500u64.saturating_mul(1u64 << attempts.min(20))).min(cap);
+    let ms = ceiling.as_millis() as u64;
+    Duration::from_millis(if ms == 0 {
+        0
+    } else {
+        rand::random_range(0..=ms)
+    })
+}
+
+enum Outcome {
+    Delivered,
+    Retry {
+        status: Option<u16>,
+        error: String,
+        after: Option<Duration>,
+    },
+    Dead {
+        status: u16,
+        error: String,
+    },
+}
+
+/// HMAC-SHA256 of the raw body, hex.
+pub fn signature(secret: &str, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    // HMAC accepts a key of any length, so this cannot fail.
+    let Ok(mut mac) = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+async fn post(http: &reqwest::Client, settings: &Settings, url: &str, ev: &OutboxEvent) -> Outcome {
     let kind = ev.body["event"].as_str().unwrap_or_default().to_string();
-    let resp = http
+    let body = match serde_json::to_vec(&ev.body) {
+        Ok(b) => b,
+        Err(e) => {
+            return Outcome::Dead {
+                status: 0,
+                error: format!("cannot encode the event: {e}"),
+            };
+        }
+    };
+    let mut req = http
         .post(url)
+        .timeout(settings.timeout)
+        .header("content-type", "application/json")
         .header("X-Wapi-Event-Id", &ev.id)
         .header("X-Wapi-Event", kind)
-        .json(&ev.body)
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+        .header("X-Wapi-Timestamp", (now_ms() / 1000).to_string())
+        .header("X-Wapi-Attempt", (ev.attempts + 1).to_string());
+    if let Some(secret) = &settings.secret {
+        req = req.header(
+            "X-Wapi-Signature",
+            format!("sha256={}", signature(secret, &body)),
+        );
+    }
+    let resp = match req.body(body).send().await {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome::Retry {
+                status: None,
+                error: e.to_string(),
+                after: None,
+            };
+        }
+    };
+    let status = resp.status().as_u16();
     if resp.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("HTTP {}", resp.status().as_u16()))
+        return Outcome::Delivered;
+    }
+    let error = format!("HTTP {status}");
+    match status {
+        408 | 425 | 429 | 500..=599 => {
+            let after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(|s| Duration::from_secs(s).min(settings.max_backoff));
+            Outcome::Retry {
+                status: Some(status),
+                error,
+                after,
+            }
+        }
+        _ => Outcome::Dead { status, error },
     }
 }

@@ -291,6 +291,42 @@ impl Manager {
         Ok(())
     }
 
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Outbox figures of a session: pending, retrying, dead, delivered, and
+    /// the last delivery error.
+    pub async fn webhook_stats(&self, name: &str) -> Result<serde_json::Value, SessionError> {
+        let counts = self.store.outbox_counts(name).await?;
+        let pending = self.store.outbox_pending(name, 1).await?;
+        let last_error = match pending.first().and_then(|e| e.last_error.clone()) {
+            Some(e) => Some(e),
+            None => self
+                .store
+                .dead_list(name)
+                .await?
+                .last()
+                .and_then(|e| e.last_error.clone()),
+        };
+        Ok(serde_json::json!({
+            "pending": counts.pending,
+            "retrying": counts.retrying,
+            "dead": counts.dead,
+            "delivered": counts.delivered,
+            "last_error": last_error,
+        }))
+    }
+
+    /// Puts dead letters (one, or all) back in the queue and wakes delivery.
+    pub async fn replay(&self, name: &str, id: Option<&str>) -> Result<usize, SessionError> {
+        let moved = self.store.dead_replay(name, id).await?;
+        if moved > 0 {
+            self.webhooks.kick(name);
+        }
+        Ok(moved)
+    }
+
     /// Asks every session to check its connection (the periodic checkout).
     pub fn check_all(&self) {
         for e in self.lock().values() {

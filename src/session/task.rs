@@ -18,7 +18,8 @@ type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
 pub enum Command {
     Start,
     Stop(oneshot::Sender<()>),
-    Restart,
+    /// Stops the client and starts a new one; answers once it is starting.
+    Restart(oneshot::Sender<()>),
     Logout(Reply<()>),
     SetWebhook(Option<String>, Reply<()>),
     PairCode {
@@ -165,9 +166,10 @@ impl Task {
                 }
                 self.start(None).await;
             }
-            Command::Restart => {
+            Command::Restart(reply) => {
                 self.stop_link().await;
                 self.start(None).await;
+                let _ = reply.send(());
             }
             Command::Stop(reply) => {
                 self.stop_link().await;
@@ -298,6 +300,20 @@ impl Task {
 
     async fn logout(&mut self) {
         if let Some(link) = self.link.take() {
+            // Deregistering needs a live connection: give a client that is
+            // still connecting a moment, or the phone keeps listing it.
+            let deadline = tokio::time::Instant::now()
+                + self
+                    .ctx
+                    .cfg
+                    .connection_timeout
+                    .min(std::time::Duration::from_secs(5));
+            while link.jid().is_some()
+                && !link.is_connected()
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
             link.logout().await;
         }
         self.events = None;

@@ -13,8 +13,8 @@ use redb::{
 };
 
 use super::{
-    DEDUPE_WINDOW_SECS, OutboxEvent, SessionRecord, Store, StoreError, from_json, task_failed,
-    to_json, unix_now_secs,
+    DEDUPE_WINDOW_SECS, OutboxCounts, OutboxEvent, SessionRecord, Store, StoreError, from_json,
+    is_retrying, task_failed, to_json, unix_now_secs,
 };
 
 /// name -> SessionRecord json.
@@ -28,6 +28,12 @@ const OUTBOX_INDEX: TableDefinition<&str, u64> = TableDefinition::new("outbox_in
 const SEEN: TableDefinition<&str, u64> = TableDefinition::new("seen");
 /// session -> last seq handed out.
 const SEQ: TableDefinition<&str, u64> = TableDefinition::new("seq");
+/// Dead letters, keyed like `OUTBOX` by the seq they had when killed.
+const DEAD: TableDefinition<&[u8], &str> = TableDefinition::new("dead");
+/// session NUL id -> seq of the dead letter, to find it by id.
+const DEAD_INDEX: TableDefinition<&str, u64> = TableDefinition::new("dead_index");
+/// session -> events delivered (removed from pending).
+const DELIVERED: TableDefinition<&str, u64> = TableDefinition::new("delivered");
 
 /// Expired seen ids are dropped at most this often (and on open), so the
 /// table stays bounded on a bridge that runs for months.
@@ -56,6 +62,9 @@ impl EmbeddedStore {
             txn.open_table(OUTBOX)?;
             txn.open_table(OUTBOX_INDEX)?;
             txn.open_table(SEQ)?;
+            txn.open_table(DEAD)?;
+            txn.open_table(DEAD_INDEX)?;
+            txn.open_table(DELIVERED)?;
             prune_seen(txn, now)
         })?;
         Ok(Self {
@@ -152,6 +161,13 @@ impl Store for EmbeddedStore {
                 txn.open_table(OUTBOX_INDEX)?
                     .retain_in(lo.as_str()..hi.as_str(), |_, _| false)?;
                 txn.open_table(SEQ)?.remove(name.as_str())?;
+                let (lo, hi) = outbox_range(&name);
+                txn.open_table(DEAD)?
+                    .retain_in(lo.as_slice()..hi.as_slice(), |_, _| false)?;
+                let (lo, hi) = id_range(&name);
+                txn.open_table(DEAD_INDEX)?
+                    .retain_in(lo.as_str()..hi.as_str(), |_, _| false)?;
+                txn.open_table(DELIVERED)?.remove(name.as_str())?;
                 Ok(())
             })
         })
@@ -217,8 +233,83 @@ impl Store for EmbeddedStore {
                 if let Some(seq) = seq {
                     txn.open_table(OUTBOX)?
                         .remove(outbox_key(&session, seq).as_slice())?;
+                    let mut delivered = txn.open_table(DELIVERED)?;
+                    let count = delivered.get(session.as_str())?.map_or(0, |n| n.value());
+                    delivered.insert(session.as_str(), count + 1)?;
                 }
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn outbox_kill(&self, ev: &OutboxEvent) -> Result<(), StoreError> {
+        let mut ev = ev.clone();
+        self.run(move |db| {
+            write(db, |txn| {
+                let key = id_key(&ev.session, &ev.id);
+                let Some(seq) = txn
+                    .open_table(OUTBOX_INDEX)?
+                    .remove(key.as_str())?
+                    .map(|seq| seq.value())
+                else {
+                    return Ok(());
+                };
+                let at = outbox_key(&ev.session, seq);
+                txn.open_table(OUTBOX)?.remove(at.as_slice())?;
+                ev.seq = seq;
+                let json = to_json(&ev)?;
+                txn.open_table(DEAD)?.insert(at.as_slice(), json.as_str())?;
+                txn.open_table(DEAD_INDEX)?.insert(key.as_str(), seq)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn dead_list(&self, session: &str) -> Result<Vec<OutboxEvent>, StoreError> {
+        let (lo, hi) = outbox_range(session);
+        self.run(move |db| {
+            read(db, |txn| {
+                let table = txn.open_table(DEAD)?;
+                table
+                    .range(lo.as_slice()..hi.as_slice())?
+                    .map(|entry| from_json("dead letter", entry?.1.value()))
+                    .collect()
+            })
+        })
+        .await
+    }
+
+    async fn dead_replay(&self, session: &str, id: Option<&str>) -> Result<usize, StoreError> {
+        let session = session.to_owned();
+        let id = id.map(str::to_owned);
+        self.run(move |db| write(db, |txn| replay(txn, &session, id.as_deref())))
+            .await
+    }
+
+    async fn outbox_counts(&self, session: &str) -> Result<OutboxCounts, StoreError> {
+        let session = session.to_owned();
+        self.run(move |db| {
+            read(db, |txn| {
+                let (lo, hi) = outbox_range(&session);
+                let mut counts = OutboxCounts::default();
+                for entry in txn
+                    .open_table(OUTBOX)?
+                    .range(lo.as_slice()..hi.as_slice())?
+                {
+                    counts.pending += 1;
+                    counts.retrying += u64::from(is_retrying(entry?.1.value())?);
+                }
+                counts.dead = txn
+                    .open_table(DEAD)?
+                    .range(lo.as_slice()..hi.as_slice())?
+                    .count() as u64;
+                counts.delivered = txn
+                    .open_table(DELIVERED)?
+                    .get(session.as_str())?
+                    .map_or(0, |n| n.value());
+                Ok(counts)
             })
         })
         .await
@@ -241,6 +332,10 @@ fn push(txn: &WriteTransaction, mut ev: OutboxEvent, now: u64) -> Result<bool, S
     if txn.open_table(OUTBOX_INDEX)?.get(key.as_str())?.is_some() {
         return Ok(false);
     }
+    // So does a dead one: it can only come back through `dead_replay`.
+    if txn.open_table(DEAD_INDEX)?.get(key.as_str())?.is_some() {
+        return Ok(false);
+    }
     let mut seen = txn.open_table(SEEN)?;
     let pushed_at = seen.get(key.as_str())?.map(|at| at.value());
     if pushed_at.is_some_and(|at| within_window(at, now)) {
@@ -254,6 +349,54 @@ fn push(txn: &WriteTransaction, mut ev: OutboxEvent, now: u64) -> Result<bool, S
         .insert(outbox_key(&ev.session, ev.seq).as_slice(), json.as_str())?;
     txn.open_table(OUTBOX_INDEX)?.insert(key.as_str(), ev.seq)?;
     Ok(true)
+}
+
+/// Moves the dead letter `id` (all of them, oldest first, for None) to the
+/// end of the pending queue.
+fn replay(txn: &WriteTransaction, session: &str, id: Option<&str>) -> Result<usize, StoreError> {
+    let seqs: Vec<u64> = {
+        let index = txn.open_table(DEAD_INDEX)?;
+        match id {
+            Some(id) => index
+                .get(id_key(session, id).as_str())?
+                .map(|seq| seq.value())
+                .into_iter()
+                .collect(),
+            None => {
+                // Keys of the dead table come out in seq order.
+                let (lo, hi) = outbox_range(session);
+                let dead = txn.open_table(DEAD)?;
+                dead.range(lo.as_slice()..hi.as_slice())?
+                    .map(|entry| {
+                        let (key, _) = entry?;
+                        seq_of(key.value())
+                    })
+                    .collect::<Result<_, StoreError>>()?
+            }
+        }
+    };
+    for &seq in &seqs {
+        let json = txn
+            .open_table(DEAD)?
+            .remove(outbox_key(session, seq).as_slice())?
+            .map(|json| json.value().to_owned())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "dead index of {session:?} points at a missing seq {seq}"
+                ))
+            })?;
+        let mut ev: OutboxEvent = from_json("dead letter", &json)?;
+        let key = id_key(session, &ev.id);
+        txn.open_table(DEAD_INDEX)?.remove(key.as_str())?;
+        ev.seq = next_seq(txn, session)?;
+        ev.attempts = 0;
+        ev.next_attempt_at_ms = 0;
+        let json = to_json(&ev)?;
+        txn.open_table(OUTBOX)?
+            .insert(outbox_key(session, ev.seq).as_slice(), json.as_str())?;
+        txn.open_table(OUTBOX_INDEX)?.insert(key.as_str(), ev.seq)?;
+    }
+    Ok(seqs.len())
 }
 
 fn next_seq(txn: &WriteTransaction, session: &str) -> Result<u64, StoreError> {
@@ -301,6 +444,15 @@ fn session_of(outbox_key: &[u8]) -> Result<String, StoreError> {
         .ok_or_else(corrupt)?;
     let session = std::str::from_utf8(&outbox_key[..end]).map_err(|_| corrupt())?;
     Ok(session.to_owned())
+}
+
+fn seq_of(outbox_key: &[u8]) -> Result<u64, StoreError> {
+    outbox_key
+        .len()
+        .checked_sub(8)
+        .and_then(|at| outbox_key[at..].try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StoreError::Corrupt(format!("outbox key {outbox_key:?}")))
 }
 
 fn outbox_key(session: &str, seq: u64) -> Vec<u8> {

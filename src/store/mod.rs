@@ -42,8 +42,9 @@ pub struct SessionRecord {
     pub push_name: Option<String>,
 }
 
-/// One webhook event waiting in a session's outbox.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+/// One webhook event waiting in a session's outbox (or, once given up on,
+/// in its dead letters).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct OutboxEvent {
     /// Event id, e.g. "evt_..." (unique per session).
     pub id: String,
@@ -55,6 +56,31 @@ pub struct OutboxEvent {
     pub attempts: u32,
     pub next_attempt_at_ms: u64,
     pub last_error: Option<String>,
+    /// HTTP status of the last attempt; None for network errors (and before
+    /// the first attempt).
+    #[serde(default)]
+    pub last_status: Option<u16>,
+}
+
+/// What a session's outbox holds, for status pages and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct OutboxCounts {
+    /// All pending events.
+    pub pending: u64,
+    /// Pending events that failed at least once (attempts > 0).
+    pub retrying: u64,
+    /// Dead letters.
+    pub dead: u64,
+    /// Events delivered (removed from pending) since the session's outbox
+    /// was created.
+    pub delivered: u64,
+}
+
+/// The one field `outbox_counts` needs, so counting does not decode bodies.
+#[derive(Deserialize)]
+struct AttemptsOnly {
+    #[serde(default)]
+    attempts: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +99,13 @@ pub trait Store: Send + Sync + 'static {
     async fn get_session(&self, name: &str) -> Result<Option<SessionRecord>, StoreError>;
     /// All sessions, sorted by name.
     async fn list_sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
-    /// Removes the session and its outbox. The ids it already forwarded stay
+    /// Removes the session, its outbox, its dead letters and its delivered
+    /// counter. The ids it already forwarded stay
     /// remembered until their dedupe window ends.
     async fn delete_session(&self, name: &str) -> Result<(), StoreError>;
     /// Appends an event unless an event with the same id was ever pushed for
     /// this session within the dedupe window (30 days, WAPI's "forwarded
-    /// message ids") or is still pending. Returns Ok(true) if appended,
+    /// message ids") or is still pending or dead. Returns Ok(true) if appended,
     /// Ok(false) if it was a duplicate. Atomic: two concurrent pushes of the
     /// same id append once.
     async fn outbox_push(&self, ev: OutboxEvent) -> Result<bool, StoreError>;
@@ -92,8 +119,24 @@ pub trait Store: Send + Sync + 'static {
     /// keyed by (session, id). Does nothing if the event is no longer pending,
     /// so a late update cannot bring a delivered event back.
     async fn outbox_update(&self, ev: &OutboxEvent) -> Result<(), StoreError>;
-    /// Removes a delivered event (nothing if it is not pending).
+    /// Removes a delivered event (nothing if it is not pending) and counts it
+    /// as delivered.
     async fn outbox_remove(&self, session: &str, id: &str) -> Result<(), StoreError>;
+    /// Moves a pending event (by session+id) to the session's dead letters,
+    /// storing `ev` as given (attempts, last_error, last_status) but keeping
+    /// the stored seq. No-op if it is not pending. The id stays seen: pushing
+    /// it again is a duplicate.
+    async fn outbox_kill(&self, ev: &OutboxEvent) -> Result<(), StoreError>;
+    /// The session's dead letters, oldest first (by the seq they had).
+    async fn dead_list(&self, session: &str) -> Result<Vec<OutboxEvent>, StoreError>;
+    /// Moves dead letters back to the END of the pending queue with a new
+    /// seq, attempts reset to 0 and next_attempt_at_ms = 0 (last_error and
+    /// last_status kept). `id: None` replays all of them, oldest first.
+    /// Returns how many moved (0 if the id is not dead).
+    async fn dead_replay(&self, session: &str, id: Option<&str>) -> Result<usize, StoreError>;
+    /// Counts for the session: pending, retrying (pending with attempts > 0),
+    /// dead, and delivered (successful `outbox_remove`s of pending events).
+    async fn outbox_counts(&self, session: &str) -> Result<OutboxCounts, StoreError>;
     /// Sessions that have pending events (for the delivery worker at
     /// start-up), sorted by name.
     async fn outbox_sessions(&self) -> Result<Vec<String>, StoreError>;
@@ -138,6 +181,11 @@ fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
 
 fn from_json<T: for<'de> Deserialize<'de>>(what: &str, json: &str) -> Result<T, StoreError> {
     serde_json::from_str(json).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+/// Whether a stored event json has attempts > 0.
+fn is_retrying(json: &str) -> Result<bool, StoreError> {
+    Ok(from_json::<AttemptsOnly>("outbox event", json)?.attempts > 0)
 }
 
 fn task_failed(e: tokio::task::JoinError) -> StoreError {

@@ -8,6 +8,9 @@
 //! - `wapi:seq:<s>`: INCR counter handing out seqs
 //! - `wapi:seen:<s>:<id>`: forwarded id, `SET NX EX` 30 days
 //! - `wapi:outbox-sessions`: set of sessions with pending events
+//! - `wapi:dead:<s>`: sorted set of dead letters, score = the seq they had
+//! - `wapi:dead-event:<s>`: hash dead event id -> OutboxEvent json
+//! - `wapi:delivered:<s>`: INCR counter of delivered events
 //!
 //! Writes that must be conditional (append only if the id is new, update only
 //! if still pending, forget the session once its outbox is empty) are small
@@ -22,8 +25,8 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, ErrorKind, RedisError, Script, cmd, pipe};
 
 use super::{
-    DEDUPE_WINDOW_SECS, OutboxEvent, SessionRecord, Store, StoreError, from_json, to_json,
-    unix_now_secs,
+    DEDUPE_WINDOW_SECS, OutboxCounts, OutboxEvent, SessionRecord, Store, StoreError, from_json,
+    is_retrying, to_json, unix_now_secs,
 };
 
 const SESSIONS_KEY: &str = "wapi:sessions";
@@ -35,12 +38,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
 
-/// KEYS: seen, seq, outbox, events, outbox-sessions.
+/// KEYS: seen, seq, outbox, events, outbox-sessions, dead.
 /// ARGV: now, ttl, id, event json, session.
 /// Returns the new seq, or 0 for a duplicate. A pending id counts as seen even
-/// after its seen key expired: ZADD would otherwise move it in the order.
+/// after its seen key expired: ZADD would otherwise move it in the order. So
+/// does a dead one: it comes back only through a replay.
 const PUSH_LUA: &str = r"
 if redis.call('ZSCORE', KEYS[3], ARGV[3]) then return 0 end
+if redis.call('ZSCORE', KEYS[6], ARGV[3]) then return 0 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('ZADD', KEYS[3], seq, ARGV[3])
@@ -57,15 +62,58 @@ end
 return 0
 ";
 
-/// KEYS: outbox, events, outbox-sessions. ARGV: id, session.
+/// KEYS: outbox, events, outbox-sessions, delivered. ARGV: id, session.
 const REMOVE_LUA: &str = r"
-redis.call('ZREM', KEYS[1], ARGV[1])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('INCR', KEYS[4])
+end
 redis.call('HDEL', KEYS[2], ARGV[1])
 if redis.call('ZCARD', KEYS[1]) == 0 then
   redis.call('SREM', KEYS[3], ARGV[2])
 end
 return 0
 ";
+
+/// KEYS: outbox, events, outbox-sessions, dead, dead-events.
+/// ARGV: id, event json, session. The dead letter keeps its pending seq.
+const KILL_LUA: &str = r"
+local seq = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not seq then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[4], seq, ARGV[1])
+redis.call('HSET', KEYS[5], ARGV[1], ARGV[2])
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  redis.call('SREM', KEYS[3], ARGV[3])
+end
+return 1
+";
+
+/// KEYS: dead, dead-events, seq, outbox, events, outbox-sessions.
+/// ARGV: session, then (id, json as read, json to store) per dead letter, in
+/// replay order. A letter whose stored json changed since it was read (or
+/// that is gone) is skipped, so a concurrent replay or kill is never undone.
+/// Returns how many moved.
+const REPLAY_LUA: &str = r"
+local moved = 0
+for i = 2, #ARGV, 3 do
+  local id = ARGV[i]
+  if redis.call('ZSCORE', KEYS[1], id) and redis.call('HGET', KEYS[2], id) == ARGV[i + 1] then
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HDEL', KEYS[2], id)
+    local seq = redis.call('INCR', KEYS[3])
+    redis.call('ZADD', KEYS[4], seq, id)
+    redis.call('HSET', KEYS[5], id, ARGV[i + 2])
+    redis.call('SADD', KEYS[6], ARGV[1])
+    moved = moved + 1
+  end
+end
+return moved
+";
+
+/// Dead letters replayed per script call, to keep each call's argument list
+/// (and the time it blocks the server) bounded.
+const REPLAY_BATCH: usize = 256;
 
 pub struct RedisStore {
     /// Multiplexed and reconnecting; cloned per call because commands need
@@ -74,6 +122,8 @@ pub struct RedisStore {
     push: Script,
     update: Script,
     remove: Script,
+    kill: Script,
+    replay: Script,
 }
 
 impl RedisStore {
@@ -99,7 +149,42 @@ impl RedisStore {
             push: Script::new(PUSH_LUA),
             update: Script::new(UPDATE_LUA),
             remove: Script::new(REMOVE_LUA),
+            kill: Script::new(KILL_LUA),
+            replay: Script::new(REPLAY_LUA),
         })
+    }
+}
+
+impl RedisStore {
+    /// The session's dead letters, oldest first, each with its json exactly
+    /// as stored (for the compare-and-move in `REPLAY_LUA`).
+    async fn dead_letters(&self, session: &str) -> Result<Vec<(OutboxEvent, String)>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<(String, f64)> = cmd("ZRANGE")
+            .arg(dead_key(session))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let jsons: Vec<Option<String>> = cmd("HMGET")
+            .arg(dead_events_key(session))
+            .arg(ids.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>())
+            .query_async(&mut conn)
+            .await?;
+        // A missing body means it was replayed between the two reads.
+        ids.iter()
+            .zip(jsons)
+            .filter_map(|((_, score), json)| Some((*score, json?)))
+            .map(|(score, json)| {
+                let mut ev: OutboxEvent = from_json("dead letter", &json)?;
+                ev.seq = score as u64;
+                Ok((ev, json))
+            })
+            .collect()
     }
 }
 
@@ -148,6 +233,9 @@ impl Store for RedisStore {
             .arg(outbox_key(name))
             .arg(events_key(name))
             .arg(seq_key(name))
+            .arg(dead_key(name))
+            .arg(dead_events_key(name))
+            .arg(delivered_key(name))
             .ignore()
             .cmd("SREM")
             .arg(OUTBOX_SESSIONS_KEY)
@@ -169,6 +257,7 @@ impl Store for RedisStore {
             .key(outbox_key(&ev.session))
             .key(events_key(&ev.session))
             .key(OUTBOX_SESSIONS_KEY)
+            .key(dead_key(&ev.session))
             .arg(unix_now_secs())
             .arg(DEDUPE_WINDOW_SECS)
             .arg(&ev.id)
@@ -235,11 +324,94 @@ impl Store for RedisStore {
             .key(outbox_key(session))
             .key(events_key(session))
             .key(OUTBOX_SESSIONS_KEY)
+            .key(delivered_key(session))
             .arg(id)
             .arg(session)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(())
+    }
+
+    async fn outbox_kill(&self, ev: &OutboxEvent) -> Result<(), StoreError> {
+        let _killed: u64 = self
+            .kill
+            .key(outbox_key(&ev.session))
+            .key(events_key(&ev.session))
+            .key(OUTBOX_SESSIONS_KEY)
+            .key(dead_key(&ev.session))
+            .key(dead_events_key(&ev.session))
+            .arg(&ev.id)
+            .arg(to_json(ev)?)
+            .arg(&ev.session)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn dead_list(&self, session: &str) -> Result<Vec<OutboxEvent>, StoreError> {
+        Ok(self
+            .dead_letters(session)
+            .await?
+            .into_iter()
+            .map(|(ev, _)| ev)
+            .collect())
+    }
+
+    async fn dead_replay(&self, session: &str, id: Option<&str>) -> Result<usize, StoreError> {
+        let mut letters = self.dead_letters(session).await?;
+        if let Some(id) = id {
+            letters.retain(|(ev, _)| ev.id == id);
+        }
+        let mut moved = 0;
+        for batch in letters.chunks(REPLAY_BATCH) {
+            let mut invocation = self.replay.prepare_invoke();
+            invocation
+                .key(dead_key(session))
+                .key(dead_events_key(session))
+                .key(seq_key(session))
+                .key(outbox_key(session))
+                .key(events_key(session))
+                .key(OUTBOX_SESSIONS_KEY)
+                .arg(session);
+            for (ev, stored) in batch {
+                let replayed = OutboxEvent {
+                    seq: 0,
+                    attempts: 0,
+                    next_attempt_at_ms: 0,
+                    ..ev.clone()
+                };
+                invocation.arg(&ev.id).arg(stored).arg(to_json(&replayed)?);
+            }
+            let n: usize = invocation.invoke_async(&mut self.conn.clone()).await?;
+            moved += n;
+        }
+        Ok(moved)
+    }
+
+    async fn outbox_counts(&self, session: &str) -> Result<OutboxCounts, StoreError> {
+        // One MULTI, so the counts are a consistent snapshot.
+        let (pending, events, dead, delivered): (u64, Vec<String>, u64, Option<u64>) = pipe()
+            .atomic()
+            .cmd("ZCARD")
+            .arg(outbox_key(session))
+            .cmd("HVALS")
+            .arg(events_key(session))
+            .cmd("ZCARD")
+            .arg(dead_key(session))
+            .cmd("GET")
+            .arg(delivered_key(session))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let mut retrying = 0;
+        for json in &events {
+            retrying += u64::from(is_retrying(json)?);
+        }
+        Ok(OutboxCounts {
+            pending,
+            retrying,
+            dead,
+            delivered: delivered.unwrap_or(0),
+        })
     }
 
     async fn outbox_sessions(&self) -> Result<Vec<String>, StoreError> {
@@ -276,6 +448,18 @@ fn events_key(session: &str) -> String {
 
 fn seq_key(session: &str) -> String {
     format!("wapi:seq:{session}")
+}
+
+fn dead_key(session: &str) -> String {
+    format!("wapi:dead:{session}")
+}
+
+fn dead_events_key(session: &str) -> String {
+    format!("wapi:dead-event:{session}")
+}
+
+fn delivered_key(session: &str) -> String {
+    format!("wapi:delivered:{session}")
 }
 
 fn seen_key(session: &str, id: &str) -> String {

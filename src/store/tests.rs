@@ -64,6 +64,7 @@ fn event(session: &str, id: &str) -> OutboxEvent {
         attempts: 0,
         next_attempt_at_ms: 0,
         last_error: None,
+        last_status: None,
     }
 }
 
@@ -243,6 +244,273 @@ async fn check_delete_session_drops_outbox(store: Arc<dyn Store>) {
     assert_eq!(ids(&store.outbox_pending("s1", 10).await.unwrap()), ["e3"]);
 }
 
+/// The pending event `id` of `session` after `attempts` failed attempts.
+async fn failed(store: &dyn Store, session: &str, id: &str, attempts: u32) -> OutboxEvent {
+    let mut ev = store
+        .outbox_pending(session, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|ev| ev.id == id)
+        .unwrap_or_else(|| panic!("{id} pending"));
+    ev.attempts = attempts;
+    ev.next_attempt_at_ms = 1_700_000_000_000 + u64::from(attempts);
+    ev.last_error = Some(format!("HTTP 503 on attempt {attempts}"));
+    ev.last_status = Some(503);
+    ev
+}
+
+fn counts(pending: u64, retrying: u64, dead: u64, delivered: u64) -> OutboxCounts {
+    OutboxCounts {
+        pending,
+        retrying,
+        dead,
+        delivered,
+    }
+}
+
+async fn check_kill_moves_to_dead(store: Arc<dyn Store>) {
+    push_all(&*store, "s1", &["e1", "e2", "e3"]).await;
+    let seq = store.outbox_pending("s1", 10).await.unwrap()[1].seq;
+    let mut killed = failed(&*store, "s1", "e2", 8).await;
+    killed.last_status = None; // a network error
+    killed.last_error = Some("connection refused".into());
+    killed.seq = seq + 100; // ignored: the stored seq is kept
+    store.outbox_kill(&killed).await.unwrap();
+
+    assert_eq!(
+        ids(&store.outbox_pending("s1", 10).await.unwrap()),
+        ["e1", "e3"]
+    );
+    let dead = store.dead_list("s1").await.unwrap();
+    assert_eq!(
+        dead,
+        [OutboxEvent {
+            seq,
+            ..killed.clone()
+        }]
+    );
+    assert_eq!(dead[0].body, event("s1", "e2").body);
+
+    // Not pending (any more, or ever): no-ops.
+    store.outbox_kill(&killed).await.unwrap();
+    store.outbox_kill(&event("s1", "nope")).await.unwrap();
+    assert_eq!(store.dead_list("s1").await.unwrap().len(), 1);
+    assert!(store.dead_list("s2").await.unwrap().is_empty());
+
+    // An update or remove arriving late does not touch the dead letter.
+    store
+        .outbox_update(&failed(&*store, "s1", "e1", 1).await)
+        .await
+        .unwrap();
+    let mut late = killed.clone();
+    late.attempts = 99;
+    store.outbox_update(&late).await.unwrap();
+    store.outbox_remove("s1", "e2").await.unwrap();
+    assert_eq!(store.dead_list("s1").await.unwrap()[0].attempts, 8);
+    assert_eq!(store.outbox_counts("s1").await.unwrap(), counts(2, 1, 1, 0));
+
+    // The last pending event killed: the session drops out of the worker list.
+    push_all(&*store, "s2", &["x1"]).await;
+    store
+        .outbox_kill(&failed(&*store, "s2", "x1", 1).await)
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_sessions().await.unwrap(), ["s1"]);
+}
+
+async fn check_dead_list_order(store: Arc<dyn Store>) {
+    push_all(&*store, "s1", &["a", "b", "c", "d"]).await;
+    // Killed out of order: listed by the seq they had.
+    for id in ["c", "a", "d"] {
+        store
+            .outbox_kill(&failed(&*store, "s1", id, 5).await)
+            .await
+            .unwrap();
+    }
+    let dead = store.dead_list("s1").await.unwrap();
+    assert_eq!(ids(&dead), ["a", "c", "d"]);
+    assert!(dead.windows(2).all(|w| w[0].seq < w[1].seq), "{dead:?}");
+    assert!(dead.iter().all(|ev| ev.session == "s1" && ev.attempts == 5));
+    assert_eq!(ids(&store.outbox_pending("s1", 10).await.unwrap()), ["b"]);
+}
+
+async fn check_replay_one(store: Arc<dyn Store>) {
+    push_all(&*store, "s1", &["e1", "e2", "e3"]).await;
+    let killed = failed(&*store, "s1", "e1", 7).await;
+    store.outbox_kill(&killed).await.unwrap();
+    store
+        .outbox_kill(&failed(&*store, "s1", "e2", 7).await)
+        .await
+        .unwrap();
+    push_all(&*store, "s1", &["e4"]).await;
+    let max_seq = store.outbox_pending("s1", 10).await.unwrap()[1].seq;
+
+    assert_eq!(store.dead_replay("s1", Some("e1")).await.unwrap(), 1);
+    let pending = store.outbox_pending("s1", 10).await.unwrap();
+    assert_eq!(ids(&pending), ["e3", "e4", "e1"]);
+    let replayed = &pending[2];
+    assert!(replayed.seq > max_seq, "{pending:?}");
+    assert_eq!(replayed.attempts, 0);
+    assert_eq!(replayed.next_attempt_at_ms, 0);
+    assert_eq!(replayed.last_error, killed.last_error);
+    assert_eq!(replayed.last_status, Some(503));
+    assert_eq!(replayed.body, killed.body);
+    assert_eq!(ids(&store.dead_list("s1").await.unwrap()), ["e2"]);
+
+    // Replayed again: it is pending, not dead.
+    assert_eq!(store.dead_replay("s1", Some("e1")).await.unwrap(), 0);
+    // A replayed event can be delivered, or killed and replayed again.
+    store
+        .outbox_kill(&failed(&*store, "s1", "e1", 2).await)
+        .await
+        .unwrap();
+    assert_eq!(store.dead_replay("s1", Some("e1")).await.unwrap(), 1);
+    assert_eq!(
+        ids(&store.outbox_pending("s1", 10).await.unwrap()),
+        ["e3", "e4", "e1"]
+    );
+    store.outbox_remove("s1", "e1").await.unwrap();
+    assert_eq!(
+        ids(&store.outbox_pending("s1", 10).await.unwrap()),
+        ["e3", "e4"]
+    );
+}
+
+async fn check_replay_all(store: Arc<dyn Store>) {
+    push_all(&*store, "s1", &["a", "b", "c", "d"]).await;
+    for id in ["c", "a"] {
+        store
+            .outbox_kill(&failed(&*store, "s1", id, 4).await)
+            .await
+            .unwrap();
+    }
+    push_all(&*store, "s2", &["x"]).await;
+    store
+        .outbox_kill(&failed(&*store, "s2", "x", 4).await)
+        .await
+        .unwrap();
+    let max_seq = store.outbox_pending("s1", 10).await.unwrap()[1].seq;
+
+    assert_eq!(store.dead_replay("s1", None).await.unwrap(), 2);
+    let pending = store.outbox_pending("s1", 10).await.unwrap();
+    assert_eq!(ids(&pending), ["b", "d", "a", "c"]);
+    assert!(pending[2].seq > max_seq && pending[3].seq > pending[2].seq);
+    assert!(
+        pending
+            .iter()
+            .all(|ev| ev.attempts == 0 && ev.next_attempt_at_ms == 0)
+    );
+    assert_eq!(pending[2].last_status, Some(503));
+    assert!(store.dead_list("s1").await.unwrap().is_empty());
+    // Other sessions keep theirs.
+    assert_eq!(ids(&store.dead_list("s2").await.unwrap()), ["x"]);
+    assert_eq!(store.dead_replay("s1", None).await.unwrap(), 0);
+
+    // Replay brings a session back into the worker list.
+    assert_eq!(store.outbox_sessions().await.unwrap(), ["s1"]);
+    assert_eq!(store.dead_replay("s2", None).await.unwrap(), 1);
+    assert_eq!(store.outbox_sessions().await.unwrap(), ["s1", "s2"]);
+}
+
+async fn check_replay_unknown(store: Arc<dyn Store>) {
+    assert_eq!(store.dead_replay("s1", Some("nope")).await.unwrap(), 0);
+    assert_eq!(store.dead_replay("s1", None).await.unwrap(), 0);
+    push_all(&*store, "s1", &["e1"]).await;
+    store
+        .outbox_kill(&failed(&*store, "s1", "e1", 1).await)
+        .await
+        .unwrap();
+    assert_eq!(store.dead_replay("s1", Some("e2")).await.unwrap(), 0);
+    assert_eq!(store.dead_replay("s2", Some("e1")).await.unwrap(), 0);
+    assert_eq!(ids(&store.dead_list("s1").await.unwrap()), ["e1"]);
+    assert!(store.outbox_pending("s1", 10).await.unwrap().is_empty());
+}
+
+async fn check_counts(store: Arc<dyn Store>) {
+    assert_eq!(store.outbox_counts("s1").await.unwrap(), counts(0, 0, 0, 0));
+    push_all(&*store, "s1", &["a", "b", "c", "d"]).await;
+    push_all(&*store, "s2", &["x"]).await;
+    assert_eq!(store.outbox_counts("s1").await.unwrap(), counts(4, 0, 0, 0));
+
+    store
+        .outbox_update(&failed(&*store, "s1", "a", 1).await)
+        .await
+        .unwrap();
+    store
+        .outbox_update(&failed(&*store, "s1", "b", 2).await)
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_counts("s1").await.unwrap(), counts(4, 2, 0, 0));
+
+    store.outbox_remove("s1", "a").await.unwrap(); // delivered on a retry
+    store.outbox_remove("s1", "c").await.unwrap();
+    store.outbox_remove("s1", "c").await.unwrap(); // not pending: not counted
+    store.outbox_remove("s1", "zzz").await.unwrap();
+    assert_eq!(store.outbox_counts("s1").await.unwrap(), counts(2, 1, 0, 2));
+
+    store
+        .outbox_kill(&failed(&*store, "s1", "b", 9).await)
+        .await
+        .unwrap();
+    assert_eq!(store.outbox_counts("s1").await.unwrap(), counts(1, 0, 1, 2));
+    store.outbox_remove("s1", "b").await.unwrap(); // dead: not delivered
+    assert_eq!(store.outbox_counts("s1").await.unwrap(), counts(1, 0, 1, 2));
+
+    store.dead_replay("s1", None).await.unwrap();
+    assert_eq!(store.outbox_counts("s1").await.unwrap(), counts(2, 0, 0, 2));
+    store.outbox_remove("s1", "b").await.unwrap();
+    store.outbox_remove("s1", "d").await.unwrap();
+    assert_eq!(store.outbox_counts("s1").await.unwrap(), counts(0, 0, 0, 4));
+
+    // Per session.
+    assert_eq!(store.outbox_counts("s2").await.unwrap(), counts(1, 0, 0, 0));
+    assert_eq!(store.outbox_counts("s3").await.unwrap(), counts(0, 0, 0, 0));
+}
+
+async fn check_dedupe_dead_ids(store: Arc<dyn Store>) {
+    push_all(&*store, "s1", &["e1", "e2"]).await;
+    store
+        .outbox_kill(&failed(&*store, "s1", "e1", 3).await)
+        .await
+        .unwrap();
+    assert!(!store.outbox_push(event("s1", "e1")).await.unwrap());
+    assert_eq!(ids(&store.outbox_pending("s1", 10).await.unwrap()), ["e2"]);
+    assert_eq!(store.dead_list("s1").await.unwrap()[0].attempts, 3);
+
+    // Replayed, then delivered: still seen.
+    store.dead_replay("s1", Some("e1")).await.unwrap();
+    assert!(!store.outbox_push(event("s1", "e1")).await.unwrap());
+    store.outbox_remove("s1", "e1").await.unwrap();
+    assert!(!store.outbox_push(event("s1", "e1")).await.unwrap());
+    assert_eq!(ids(&store.outbox_pending("s1", 10).await.unwrap()), ["e2"]);
+}
+
+async fn check_delete_session_drops_dead_letters(store: Arc<dyn Store>) {
+    store.put_session(&session("s1")).await.unwrap();
+    push_all(&*store, "s1", &["e1", "e2", "e3"]).await;
+    push_all(&*store, "s2", &["x1"]).await;
+    store
+        .outbox_kill(&failed(&*store, "s1", "e1", 3).await)
+        .await
+        .unwrap();
+    store
+        .outbox_kill(&failed(&*store, "s2", "x1", 3).await)
+        .await
+        .unwrap();
+    store.outbox_remove("s1", "e2").await.unwrap();
+    store.outbox_remove("s1", "e3").await.unwrap();
+    assert_eq!(store.outbox_counts("s1").await.unwrap(), counts(0, 0, 1, 2));
+
+    store.delete_session("s1").await.unwrap();
+    assert!(store.dead_list("s1").await.unwrap().is_empty());
+    assert_eq!(store.dead_replay("s1", None).await.unwrap(), 0);
+    assert_eq!(store.outbox_counts("s1").await.unwrap(), counts(0, 0, 0, 0));
+    assert!(store.outbox_pending("s1", 10).await.unwrap().is_empty());
+    assert!(store.outbox_sessions().await.unwrap().is_empty());
+    assert_eq!(ids(&store.dead_list("s2").await.unwrap()), ["x1"]);
+}
+
 async fn check_ping(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
@@ -263,6 +531,14 @@ macro_rules! suite {
                 check_remove,
                 check_outbox_sessions,
                 check_delete_session_drops_outbox,
+                check_kill_moves_to_dead,
+                check_dead_list_order,
+                check_replay_one,
+                check_replay_all,
+                check_replay_unknown,
+                check_counts,
+                check_dedupe_dead_ids,
+                check_delete_session_drops_dead_letters,
                 check_ping,
             );
         }
@@ -490,11 +766,23 @@ impl Drop for RedisServer {
     }
 }
 
+/// A port free right now and never handed out before in this process. The
+/// OS may offer a port again once its probe listener closes; two tests given
+/// the same port would share one redis-server (the second server fails to
+/// bind, and the first one answers its PING), mixing their keys.
 fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free local port")
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|listener| listener.local_addr())
+            .map(|addr| addr.port())
+            .expect("a free local port");
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 fn answers_ping(port: u16) -> bool {

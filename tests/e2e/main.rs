@@ -8,3 +8,4 @@ mod support;
 mod bridge;
 mod durability;
 mod process;
+mod webhooks;

@@ -50,11 +50,21 @@ pub async fn sim() -> SimHandle {
         .expect("start wa-sim")
 }
 
+/// A free port, never the same one twice in this test run (two Redis
+/// servers racing for one port would share data).
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut given = GIVEN.lock().unwrap();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// A redis-server of the test's own, on a free port, killed on drop.
@@ -115,22 +125,43 @@ impl Drop for Redis {
     }
 }
 
-/// A webhook receiver that records every POSTed body.
+/// One delivery as the receiver saw it.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub path: String,
+    pub body: Value,
+    pub raw: Vec<u8>,
+    pub headers: axum::http::HeaderMap,
+}
+
+/// A webhook receiver that records every POST it accepts. It can be told
+/// to answer with given statuses first, or to be down (503) for a while.
 #[derive(Clone)]
 pub struct Receiver {
     pub url: String,
-    pub seen: Arc<Mutex<Vec<(String, Value)>>>,
+    pub seen: Arc<Mutex<Vec<Delivery>>>,
     /// Status codes to answer with, in order, before answering 200.
     pub script: Arc<Mutex<Vec<u16>>>,
+    pub down: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Clone)]
+struct RecvState {
+    seen: Arc<Mutex<Vec<Delivery>>>,
+    script: Arc<Mutex<Vec<u16>>>,
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Receiver {
     pub async fn start() -> Self {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(Vec::new()));
+        let state = RecvState {
+            seen: Arc::new(Mutex::new(Vec::new())),
+            script: Arc::new(Mutex::new(Vec::new())),
+            down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        };
         let app = axum::Router::new()
             .route("/{*path}", post(receive))
-            .with_state((seen.clone(), script.clone()));
+            .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -138,38 +169,47 @@ impl Receiver {
         });
         Self {
             url: format!("http://{addr}/hook/"),
-            seen,
-            script,
+            seen: state.seen,
+            script: state.script,
+            down: state.down,
         }
     }
 
-    pub fn events(&self) -> Vec<(String, Value)> {
+    pub fn deliveries(&self) -> Vec<Delivery> {
         self.seen.lock().unwrap().clone()
     }
 
     /// Bodies of the events of one kind for one session path.
     pub fn of(&self, path_suffix: &str, event: &str) -> Vec<Value> {
-        self.events()
+        self.deliveries()
             .into_iter()
-            .filter(|(p, b)| p.ends_with(path_suffix) && b["event"] == event)
-            .map(|(_, b)| b)
+            .filter(|d| d.path.ends_with(path_suffix) && d.body["event"] == event)
+            .map(|d| d.body)
             .collect()
     }
 }
 
-type RecvState = (Arc<Mutex<Vec<(String, Value)>>>, Arc<Mutex<Vec<u16>>>);
-
 async fn receive(
-    State((seen, script)): State<RecvState>,
+    State(st): State<RecvState>,
     axum::extract::Path(path): axum::extract::Path<String>,
-    axum::Json(body): axum::Json<Value>,
+    headers: axum::http::HeaderMap,
+    raw: axum::body::Bytes,
 ) -> StatusCode {
+    if st.down.load(std::sync::atomic::Ordering::SeqCst) {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
     let code = {
-        let mut s = script.lock().unwrap();
+        let mut s = st.script.lock().unwrap();
         if s.is_empty() { 200 } else { s.remove(0) }
     };
     if code == 200 {
-        seen.lock().unwrap().push((path, body));
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        st.seen.lock().unwrap().push(Delivery {
+            path,
+            body,
+            raw: raw.to_vec(),
+            headers,
+        });
     }
     StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
 }
@@ -188,6 +228,8 @@ pub fn config(sim: &SimHandle, root: &Path, store: &StoreKind) -> Config {
     cfg.whatsapp_url = sim.ws_url();
     cfg.qr_console = false;
     cfg.checkout_every = Duration::from_secs(1);
+    cfg.webhook.max_backoff = Duration::from_millis(500);
+    cfg.webhook.secret = Some("test-secret".into());
     cfg.redis_url = match store {
         StoreKind::Embedded => None,
         StoreKind::Redis(url) => Some(url.clone()),

@@ -1,0 +1,157 @@
+//! Webhook delivery: retries, dead letters and replay, signatures, order
+//! across an outage.
+
+use serde_json::json;
+
+use crate::support::*;
+
+const CONTACT: &str = "15550002222";
+
+fn header<'a>(d: &'a Delivery, name: &str) -> &'a str {
+    d.headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Every delivery carries the headers and a valid signature of its raw body.
+fn assert_signed(d: &Delivery) {
+    assert_eq!(header(d, "x-wapi-event-id"), d.body["id"].as_str().unwrap());
+    assert_eq!(header(d, "x-wapi-event"), d.body["event"].as_str().unwrap());
+    assert!(header(d, "x-wapi-timestamp").parse::<u64>().is_ok());
+    let want = format!("sha256={}", wapi::webhook::signature("test-secret", &d.raw));
+    assert_eq!(
+        header(d, "x-wapi-signature"),
+        want,
+        "signature of {}",
+        d.body["id"]
+    );
+}
+
+/// Waits until a session's outbox is empty.
+async fn drained(bridge: &Bridge, session: &str) {
+    let path = format!("/v1/sessions/{session}/webhooks");
+    eventually(DEADLINE, "an empty outbox", || {
+        let path = path.clone();
+        async move {
+            let s = bridge.json(&path).await;
+            (s["pending"] == 0).then_some(())
+        }
+    })
+    .await;
+}
+
+async fn linked(
+    phone: &str,
+    session: &str,
+) -> (wa_sim::SimHandle, Receiver, tempfile::TempDir, Bridge) {
+    let sim = sim().await;
+    let hook = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&sim, dir.path(), &StoreKind::Embedded)).await;
+    bridge
+        .link(&sim, session, &format!("{}{session}", hook.url), phone)
+        .await;
+    (sim, hook, dir, bridge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retried_after_5xx_and_dead_after_4xx_then_replayed() {
+    let (sim, hook, _dir, bridge) = linked("15550008881", "w1").await;
+    // Let the status events so far drain, so the script below meets the
+    // messages of this test and nothing else.
+    drained(&bridge, "w1").await;
+    hook.script.lock().unwrap().extend([500, 500]);
+    let id = sim
+        .contact_send(CONTACT, "15550008881", "third time lucky", None)
+        .await
+        .unwrap();
+    let d = eventually(DEADLINE, "delivered after two 500s", || async {
+        hook.deliveries()
+            .into_iter()
+            .find(|d| d.body["payload"]["id"] == id)
+    })
+    .await;
+    assert_eq!(header(&d, "x-wapi-attempt"), "3");
+    assert_signed(&d);
+
+    drained(&bridge, "w1").await;
+    hook.script.lock().unwrap().push(400);
+    let id2 = sim
+        .contact_send(CONTACT, "15550008881", "rejected", None)
+        .await
+        .unwrap();
+    let dead = eventually(DEADLINE, "a dead letter", || async {
+        let v = bridge.json("/v1/sessions/w1/webhooks/dead").await;
+        let list = v["dead"].as_array()?.clone();
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["last_status"], 400);
+    assert_eq!(dead[0]["body"]["payload"]["id"], id2);
+    let stats = bridge.json("/v1/sessions/w1/webhooks").await;
+    assert_eq!(stats["dead"], 1);
+    assert!(stats["delivered"].as_u64().unwrap() >= 2);
+
+    let event_id = dead[0]["id"].as_str().unwrap();
+    let r = bridge
+        .post(
+            &format!("/v1/sessions/w1/webhooks/dead/{event_id}/replay"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    eventually(DEADLINE, "the replayed event", || async {
+        hook.deliveries()
+            .into_iter()
+            .find(|d| d.body["payload"]["id"] == id2)
+    })
+    .await;
+    let stats = bridge.json("/v1/sessions/w1/webhooks").await;
+    assert_eq!(stats["dead"], 0);
+    let r = bridge
+        .post("/v1/sessions/w1/webhooks/dead/evt_nope/replay", json!({}))
+        .await;
+    assert_eq!(r.status(), 404);
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_the_receiver_loses_nothing_and_keeps_order() {
+    let (sim, hook, _dir, bridge) = linked("15550008882", "w2").await;
+    hook.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut sent = Vec::new();
+    for i in 0..200 {
+        sent.push(
+            sim.contact_send(CONTACT, "15550008882", &format!("m{i}"), None)
+                .await
+                .unwrap(),
+        );
+    }
+    // All 200 are committed while the receiver is down.
+    eventually(DEADLINE, "200 pending", || async {
+        let s = bridge.json("/v1/sessions/w2/webhooks").await;
+        (s["pending"].as_u64() >= Some(200)).then_some(())
+    })
+    .await;
+    hook.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let got = eventually(
+        std::time::Duration::from_secs(15),
+        "all 200 delivered",
+        || async {
+            let got: Vec<String> = hook
+                .of("w2", "message")
+                .iter()
+                .map(|b| b["payload"]["id"].as_str().unwrap_or_default().to_string())
+                .collect();
+            (got.len() >= 200).then_some(got)
+        },
+    )
+    .await;
+    assert_eq!(got, sent, "exactly once, in the order sent");
+    for d in hook.deliveries() {
+        assert_signed(&d);
+    }
+    bridge.stop().await;
+}
