@@ -41,6 +41,17 @@ pub enum WaEvent {
     Failed {
         reason: &'static str,
     },
+    /// What became of messages we sent: `sent` (server ack), `delivered`,
+    /// `read`, `failed` (server nack).
+    Status(MessageStatus),
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MessageStatus {
+    pub ids: Vec<String>,
+    pub status: &'static str,
+    pub recipient: String,
+    pub timestamp: i64,
 }
 
 /// Where a session's incoming messages are committed before WhatsApp is told
@@ -132,9 +143,46 @@ fn translate(event: &Event) -> Vec<WaEvent> {
         Event::ClientOutdated(_) => vec![WaEvent::Failed {
             reason: "client_outdated",
         }],
+        Event::ServerAck(a) if a.class.as_deref() == Some("message") => {
+            vec![WaEvent::Status(MessageStatus {
+                ids: vec![a.id.clone()],
+                status: if a.error.is_some() { "failed" } else { "sent" },
+                recipient: a
+                    .from
+                    .as_ref()
+                    .map(|j| j.to_non_ad().to_string())
+                    .unwrap_or_default(),
+                timestamp: a
+                    .timestamp
+                    .map(|t| t.timestamp())
+                    .unwrap_or_else(|| chrono_now()),
+            })]
+        }
+        Event::Receipt(r) => {
+            use whatsapp_rust::types::presence::ReceiptType;
+            let status = match r.r#type {
+                ReceiptType::Delivered => "delivered",
+                ReceiptType::Read => "read",
+                ReceiptType::Played => "played",
+                _ => return Vec::new(),
+            };
+            vec![WaEvent::Status(MessageStatus {
+                ids: r.message_ids.iter().map(|i| i.to_string()).collect(),
+                status,
+                recipient: r.source.chat.to_non_ad().to_string(),
+                timestamp: r.timestamp.timestamp(),
+            })]
+        }
         // Messages reach the bridge through the durability hook only.
         _ => Vec::new(),
     }
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 fn incoming(m: &InboundMessage) -> IncomingMessage {

@@ -448,6 +448,23 @@ impl Task {
                 self.stop_link().await;
                 self.set_status(Status::Failed, Some(reason)).await;
             }
+            WaEvent::Status(st) => {
+                let payload = serde_json::to_value(&st).unwrap_or_default();
+                if let Err(e) = self
+                    .ctx
+                    .webhooks
+                    .enqueue(
+                        self.name(),
+                        self.rec.webhook_url.as_deref(),
+                        "message.status",
+                        None,
+                        payload,
+                    )
+                    .await
+                {
+                    warn!(session = self.name(), "cannot queue a message status: {e}");
+                }
+            }
         }
     }
 

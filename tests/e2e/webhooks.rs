@@ -155,3 +155,56 @@ async fn an_outage_of_the_receiver_loses_nothing_and_keeps_order() {
     }
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sent_text_reports_sent_delivered_and_read() {
+    let (sim, hook, _dir, bridge) = linked("15550008883", "w3").await;
+    let r = bridge
+        .post(
+            "/v1/sessions/w3/messages",
+            json!({"to": CONTACT, "text": "status please"}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let id = body["id"].as_str().unwrap().to_string();
+    let status_of = |status: &'static str| {
+        let hook = hook.clone();
+        let id = id.clone();
+        move || {
+            let hook = hook.clone();
+            let id = id.clone();
+            async move {
+                hook.of("w3", "message.status").into_iter().find(|e| {
+                    e["payload"]["status"] == status
+                        && e["payload"]["ids"]
+                            .as_array()
+                            .is_some_and(|a| a.iter().any(|i| *i == id))
+                })
+            }
+        }
+    };
+    let sent = eventually(DEADLINE, "sent", status_of("sent")).await;
+    assert_eq!(
+        sent["payload"]["recipient"],
+        format!("{CONTACT}@s.whatsapp.net")
+    );
+    assert!(sent["payload"]["timestamp"].as_i64().unwrap() > 1_600_000_000);
+    eventually(DEADLINE, "delivered", status_of("delivered")).await;
+    let r = reqwest::Client::new()
+        .post(format!("{}/contacts/{CONTACT}/read", sim.admin_url()))
+        .json(&json!({"id": id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let read = eventually(DEADLINE, "read", status_of("read")).await;
+    assert_eq!(
+        read["payload"]["recipient"],
+        format!("{CONTACT}@s.whatsapp.net")
+    );
+    for d in hook.deliveries() {
+        assert_signed(&d);
+    }
+    bridge.stop().await;
+}
