@@ -152,10 +152,7 @@ fn translate(event: &Event) -> Vec<WaEvent> {
                     .as_ref()
                     .map(|j| j.to_non_ad().to_string())
                     .unwrap_or_default(),
-                timestamp: a
-                    .timestamp
-                    .map(|t| t.timestamp())
-                    .unwrap_or_else(|| chrono_now()),
+                timestamp: a.timestamp.map(|t| t.timestamp()).unwrap_or_else(unix_now),
             })]
         }
         Event::Receipt(r) => {
@@ -178,7 +175,7 @@ fn translate(event: &Event) -> Vec<WaEvent> {
     }
 }
 
-fn chrono_now() -> i64 {
+fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
