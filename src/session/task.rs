@@ -134,19 +134,23 @@ impl Task {
             "reason": reason,
             "jid": jid,
         });
+        self.emit("session.status", payload).await;
+    }
+
+    /// Queues a webhook event of this session (not a message: those go
+    /// through the durability hook, which must see the error).
+    async fn emit(&self, event: &str, payload: serde_json::Value) {
+        let url = self.rec.webhook_url.as_deref();
         if let Err(e) = self
             .ctx
             .webhooks
-            .enqueue(
-                self.name(),
-                self.rec.webhook_url.as_deref(),
-                "session.status",
-                None,
-                payload,
-            )
+            .enqueue(self.name(), url, event, None, payload)
             .await
         {
-            warn!(session = self.name(), "cannot queue the status event: {e}");
+            warn!(
+                session = self.name(),
+                event, "cannot queue a webhook event: {e}"
+            );
         }
     }
 
@@ -450,20 +454,7 @@ impl Task {
             }
             WaEvent::Status(st) => {
                 let payload = serde_json::to_value(&st).unwrap_or_default();
-                if let Err(e) = self
-                    .ctx
-                    .webhooks
-                    .enqueue(
-                        self.name(),
-                        self.rec.webhook_url.as_deref(),
-                        "message.status",
-                        None,
-                        payload,
-                    )
-                    .await
-                {
-                    warn!(session = self.name(), "cannot queue a message status: {e}");
-                }
+                self.emit("message.status", payload).await;
             }
         }
     }

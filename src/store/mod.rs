@@ -155,12 +155,28 @@ pub async fn open(
         Some(url) => Ok(Arc::new(RedisStore::connect(url).await?)),
         None => {
             let path = files_root.join(EMBEDDED_FILE_NAME);
-            // Opening may repair the file after a crash: keep it off the
-            // async workers like every other redb call.
-            let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&path))
-                .await
-                .map_err(task_failed)??;
-            Ok(Arc::new(store))
+            // A bridge restarted in the same process (tests, embedding) may
+            // find the file still locked for a moment: the blocking store
+            // calls of the stopped one hold the database until they finish.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let p = path.clone();
+                // Opening may repair the file after a crash: keep it off the
+                // async workers like every other redb call.
+                let opened = tokio::task::spawn_blocking(move || EmbeddedStore::open(&p))
+                    .await
+                    .map_err(task_failed)?;
+                match opened {
+                    Ok(store) => return Ok(Arc::new(store)),
+                    Err(e)
+                        if e.to_string().contains("already open")
+                            && tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
     }
 }
