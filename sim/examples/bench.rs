@@ -243,5 +243,58 @@ async fn run(n: usize, m: usize) -> anyhow::Result<()> {
         "msg/s",
         serde_json::json!({"messages": stats.messages_decrypted.load(Ordering::Relaxed)}),
     );
+
+    // 4. Decrypt in the steady state of a conversation: each contact answers
+    // once, so the clients' next messages are plain `msg` (no session
+    // set-up), as in a chat that is going on.
+    let before = received.load(Ordering::Relaxed);
+    for (d, dev) in devs.iter().enumerate() {
+        let contact = format!("1888{:07}", d % 50);
+        sim.contact_send(&contact, &dev.phone, "answer", None)
+            .await?;
+    }
+    wait_until(Duration::from_secs(120), || {
+        received.load(Ordering::Relaxed) >= before + devs.len() as u64
+    })
+    .await;
+    let (count0, nanos0) = (
+        stats.messages_decrypted.load(Ordering::Relaxed),
+        stats.decrypt_nanos.load(Ordering::Relaxed),
+    );
+    let inbox0 = inboxes();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..CONTACTS {
+        let devs = devs.clone();
+        tasks.spawn(async move {
+            for k in t * per_task..((t + 1) * per_task).min(m) {
+                let d = &devs[k % devs.len()];
+                let to: Jid = format!("1888{:07}@s.whatsapp.net", (k % devs.len()) % 50).parse()?;
+                d.client
+                    .send_message(to, wa::Message::text("steady"))
+                    .await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let all = wait_until(Duration::from_secs(120), || inboxes() >= inbox0 + m).await;
+    let secs = started.elapsed().as_secs_f64();
+    line(
+        "decrypt_steady_msgs_per_s",
+        (inboxes() - inbox0) as f64 / secs,
+        "msg/s",
+        serde_json::json!({"all_decrypted": all, "note": "client encrypt + simulator route and decrypt, no session set-up"}),
+    );
+    let count = stats.messages_decrypted.load(Ordering::Relaxed) - count0;
+    let nanos = stats.decrypt_nanos.load(Ordering::Relaxed) - nanos0;
+    line(
+        "sim_decrypt_steady_capacity_msgs_per_core_s",
+        count as f64 / (nanos as f64 / 1e9).max(1e-9),
+        "msg/s",
+        serde_json::json!({"messages": count}),
+    );
     std::process::exit(0);
 }
