@@ -100,6 +100,28 @@ async fn wait_until(limit: Duration, f: impl Fn() -> bool) -> bool {
     f()
 }
 
+/// The devices send `m` texts in all, from `CONTACTS` tasks at once; each
+/// device talks to one contact (its index modulo 50), as in a conversation.
+async fn send_round(devs: &Arc<Vec<Device>>, m: usize, text: &'static str) -> anyhow::Result<()> {
+    let per_task = m.div_ceil(CONTACTS);
+    let mut tasks = tokio::task::JoinSet::new();
+    for t in 0..CONTACTS {
+        let devs = devs.clone();
+        tasks.spawn(async move {
+            for k in t * per_task..((t + 1) * per_task).min(m) {
+                let d = &devs[k % devs.len()];
+                let to: Jid = format!("1888{:07}@s.whatsapp.net", (k % devs.len()) % 50).parse()?;
+                d.client.send_message(to, wa::Message::text(text)).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let devices: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
@@ -191,26 +213,7 @@ async fn run(n: usize, m: usize) -> anyhow::Result<()> {
     // routes and decrypts into the contacts' inboxes).
     let started = Instant::now();
     let devs = Arc::new(devs);
-    let mut tasks = tokio::task::JoinSet::new();
-    let per_task = m.div_ceil(CONTACTS);
-    for t in 0..CONTACTS {
-        let devs = devs.clone();
-        tasks.spawn(async move {
-            for k in t * per_task..((t + 1) * per_task).min(m) {
-                // Each device talks to one contact: one session set-up
-                // (pkmsg), then the steady state, as in a conversation.
-                let d = &devs[k % devs.len()];
-                let to: Jid = format!("1888{:07}@s.whatsapp.net", (k % devs.len()) % 50).parse()?;
-                d.client
-                    .send_message(to, wa::Message::text("bench reply"))
-                    .await?;
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
+    send_round(&devs, m, "bench reply").await?;
     let inboxes = || {
         (0..50)
             .map(|c| sim.inbox(&format!("1888{c:07}")).len())
@@ -263,23 +266,7 @@ async fn run(n: usize, m: usize) -> anyhow::Result<()> {
     );
     let inbox0 = inboxes();
     let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for t in 0..CONTACTS {
-        let devs = devs.clone();
-        tasks.spawn(async move {
-            for k in t * per_task..((t + 1) * per_task).min(m) {
-                let d = &devs[k % devs.len()];
-                let to: Jid = format!("1888{:07}@s.whatsapp.net", (k % devs.len()) % 50).parse()?;
-                d.client
-                    .send_message(to, wa::Message::text("steady"))
-                    .await?;
-            }
-            anyhow::Ok(())
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
+    send_round(&devs, m, "steady").await?;
     let all = wait_until(Duration::from_secs(120), || inboxes() >= inbox0 + m).await;
     let secs = started.elapsed().as_secs_f64();
     line(

@@ -217,6 +217,16 @@ async fn admin_post(
         .unwrap()
 }
 
+/// A fault on a device through the admin API (`/devices/{jid}/{action}`).
+async fn device_fault(
+    sim: &wa_sim::SimHandle,
+    jid: &str,
+    action: &str,
+    body: serde_json::Value,
+) -> reqwest::Response {
+    admin_post(sim, &format!("/devices/{}/{action}", enc(jid)), body).await
+}
+
 fn enc(jid: &str) -> String {
     jid.replace(':', "%3A").replace('@', "%40")
 }
@@ -228,12 +238,7 @@ async fn a_dropped_connection_reconnects_by_itself() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
     let jid = "15550001111:1@s.whatsapp.net";
-    let r = admin_post(
-        &sim,
-        &format!("/devices/{}/disconnect", enc(jid)),
-        serde_json::json!({}),
-    )
-    .await;
+    let r = device_fault(&sim, jid, "disconnect", serde_json::json!({})).await;
     assert_eq!(r.status(), 200);
     within(FAST, c.wait(|e| matches!(e, Event::Disconnected(_))))
         .await
@@ -265,12 +270,7 @@ async fn logout_from_the_phone_gives_logged_out_and_the_identity_is_dead() {
     let db = dir.path().join("a.db");
     let mut c = link_new(&sim, &db, "15550001111", "Acme").await;
     let jid = "15550001111:1@s.whatsapp.net";
-    let r = admin_post(
-        &sim,
-        &format!("/devices/{}/logout", enc(jid)),
-        serde_json::json!({}),
-    )
-    .await;
+    let r = device_fault(&sim, jid, "logout", serde_json::json!({})).await;
     assert_eq!(r.status(), 200);
     within(FAST, c.wait(|e| matches!(e, Event::LoggedOut(_))))
         .await
@@ -287,12 +287,7 @@ async fn logout_from_the_phone_gives_logged_out_and_the_identity_is_dead() {
     assert!(matches!(&*e, Event::LoggedOut(_)), "logged in after logout");
     c.stop().await;
     // An unknown device is a 404 for the admin API.
-    let r = admin_post(
-        &sim,
-        &format!("/devices/{}/logout", enc(jid)),
-        serde_json::json!({}),
-    )
-    .await;
+    let r = device_fault(&sim, jid, "logout", serde_json::json!({})).await;
     assert_eq!(r.status(), 404);
 }
 
@@ -303,9 +298,10 @@ async fn a_stream_error_515_makes_the_client_reconnect() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
     let jid = "15550001111:1@s.whatsapp.net";
-    let r = admin_post(
+    let r = device_fault(
         &sim,
-        &format!("/devices/{}/stream-error", enc(jid)),
+        jid,
+        "stream-error",
         serde_json::json!({"code": "515"}),
     )
     .await;
@@ -533,12 +529,7 @@ async fn a_stalled_server_answers_nothing_until_the_stall_ends() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = link_new(&sim, &dir.path().join("a.db"), "15550001111", "Acme").await;
     let jid = "15550001111:1@s.whatsapp.net";
-    let r = admin_post(
-        &sim,
-        &format!("/devices/{}/stall", enc(jid)),
-        serde_json::json!({"seconds": 1}),
-    )
-    .await;
+    let r = device_fault(&sim, jid, "stall", serde_json::json!({"seconds": 1})).await;
     assert_eq!(r.status(), 200);
     let started = std::time::Instant::now();
     sim.contact_send("15550002222", "15550001111", "late", None)
