@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::session::{Command, Manager, SessionError, SessionView, Status, valid_name};
+use crate::webhook::{EventKind, Format, SubscriptionChange};
 
 /// An API error: a status and a message, as `{"error": "..."}`.
 #[derive(Debug)]
@@ -114,10 +115,92 @@ fn view_json(v: &SessionView) -> Value {
         "reason": v.reason,
         "jid": v.jid,
         "push_name": v.push_name,
-        "webhook_url": v.webhook_url,
+        "webhook_url": v.webhook.url,
+        "webhook_format": v.webhook.format,
+        "webhook_events": v.webhook.events,
+        // The secret itself is never returned.
+        "webhook_secret_set": v.webhook.secret.is_some(),
         "created_at": v.created_at,
         "connected": v.status == Status::Working,
     })
+}
+
+/// Deserializes a present field (even `null`) as `Some(..)`, so that an
+/// absent field (`None`, by `default`) can mean "leave it as it is".
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// The webhook settings a register, create or patch body may carry. An
+/// absent field leaves the setting alone; `null` (or "") clears it.
+#[derive(Deserialize, Default)]
+struct WebhookFields {
+    #[serde(default, deserialize_with = "present")]
+    webhook_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    webhook_format: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    webhook_secret: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    webhook_events: Option<Option<Vec<String>>>,
+}
+
+impl WebhookFields {
+    fn change(self) -> Result<SubscriptionChange, ApiError> {
+        let url = match self.webhook_url {
+            None => None,
+            Some(u) => Some(opt_url(u, "webhook_url")?),
+        };
+        let format = match self.webhook_format {
+            None => None,
+            Some(None) => Some(Format::Native),
+            Some(Some(f)) => Some(Format::parse(f.trim()).ok_or_else(|| {
+                bad(format!(
+                    "webhook_format: expected one of {}, got {f:?}",
+                    Format::NAMES
+                ))
+            })?),
+        };
+        let secret = match self.webhook_secret {
+            None => None,
+            Some(s) => {
+                let s = s.filter(|s| !s.is_empty());
+                if s.as_ref().is_some_and(|s| s.len() > 512) {
+                    return Err(bad("webhook_secret: at most 512 bytes"));
+                }
+                Some(s)
+            }
+        };
+        let events = match self.webhook_events {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(names)) => {
+                let mut kinds = Vec::new();
+                for n in &names {
+                    let k = EventKind::parse(n).ok_or_else(|| {
+                        bad(format!(
+                            "webhook_events: expected any of {}, got {n:?}",
+                            EventKind::NAMES
+                        ))
+                    })?;
+                    if !kinds.contains(&k) {
+                        kinds.push(k);
+                    }
+                }
+                Some(Some(kinds))
+            }
+        };
+        Ok(SubscriptionChange {
+            url,
+            format,
+            secret,
+            events,
+        })
+    }
 }
 
 fn opt_url(url: Option<String>, field: &str) -> Result<Option<String>, ApiError> {
@@ -133,14 +216,19 @@ fn opt_url(url: Option<String>, field: &str) -> Result<Option<String>, ApiError>
 #[derive(Deserialize)]
 struct RegisterReq {
     session_id: String,
-    #[serde(default)]
-    webhook_url: Option<String>,
+    #[serde(flatten)]
+    webhook: WebhookFields,
 }
 
 async fn register(State(m): Shared, Body(req): Body<RegisterReq>) -> Result<Response, ApiError> {
     let n = name(&req.session_id)?;
-    let url = opt_url(req.webhook_url, "webhook_url")?;
-    let v = m.register(n, url).await?;
+    let mut change = req.webhook.change()?;
+    // wapi clients send an empty webhook_url to mean "none given": it
+    // keeps the session's URL rather than clearing it.
+    if change.url == Some(None) {
+        change.url = None;
+    }
+    let v = m.register(n, change).await?;
     let mut body = json!({"session_id": v.name, "status": v.status});
     if v.jid.is_none() {
         body["qr_url"] = json!(format!("/get-qr-code/{}/", v.name));
@@ -190,7 +278,7 @@ async fn session_info(State(m): Shared, Path(id): Path<String>) -> Result<Respon
         "reason": v.reason,
         "jid": v.jid,
         "push_name": v.push_name,
-        "webhook_url": v.webhook_url,
+        "webhook_url": v.webhook.url,
         "created_at": v.created_at,
     }))
     .into_response())
@@ -226,15 +314,15 @@ async fn health(State(m): Shared) -> Response {
 struct CreateReq {
     name: String,
     #[serde(default)]
-    webhook_url: Option<String>,
-    #[serde(default)]
     start: Option<bool>,
+    #[serde(flatten)]
+    webhook: WebhookFields,
 }
 
 async fn create(State(m): Shared, Body(req): Body<CreateReq>) -> Result<Response, ApiError> {
     let n = name(&req.name)?;
-    let url = opt_url(req.webhook_url, "webhook_url")?;
-    let v = m.create(n, url, req.start.unwrap_or(true)).await?;
+    let change = req.webhook.change()?;
+    let v = m.create(n, change, req.start.unwrap_or(true)).await?;
     Ok((StatusCode::CREATED, axum::Json(view_json(&v))).into_response())
 }
 
@@ -250,7 +338,8 @@ async fn show(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiEr
 
 #[derive(Deserialize)]
 struct PatchReq {
-    webhook_url: Option<String>,
+    #[serde(flatten)]
+    webhook: WebhookFields,
 }
 
 async fn patch(
@@ -259,8 +348,8 @@ async fn patch(
     Body(req): Body<PatchReq>,
 ) -> Result<Response, ApiError> {
     let n = name(&n)?;
-    let url = opt_url(req.webhook_url, "webhook_url")?;
-    m.command(n, |reply| Command::SetWebhook(url, reply))
+    let change = req.webhook.change()?;
+    m.command(n, |reply| Command::SetWebhook(change, reply))
         .await??;
     Ok(axum::Json(view_json(&m.view(n)?)).into_response())
 }

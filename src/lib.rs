@@ -24,6 +24,48 @@ use crate::config::Config;
 use crate::session::Manager;
 use crate::webhook::Webhooks;
 
+/// Runs the bridge until SIGINT or SIGTERM, then shuts it down cleanly (the
+/// `wapi` binary; an error means it could not start).
+pub async fn serve(cfg: Config) -> anyhow::Result<()> {
+    raise_open_files_limit();
+    let app = App::start(cfg).await?;
+    shutdown_signal().await;
+    info!("shutting down");
+    app.shutdown().await;
+    Ok(())
+}
+
+/// Every session holds a WebSocket and a SQLite file (plus its journal):
+/// a thousand sessions need thousands of descriptors, more than the usual
+/// soft limit of 1024. Raised to the hard limit.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => info!(limit = n, "open files limit"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
 /// A running bridge.
 pub struct App {
     addr: SocketAddr,

@@ -7,7 +7,6 @@
 use std::process::ExitCode;
 
 use tracing::{info, warn};
-use wapi::App;
 use wapi::config::{Config, WHATSAPP_URL};
 
 #[tokio::main]
@@ -29,17 +28,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let app = match App::start(cfg).await {
-        Ok(a) => a,
+    match wapi::serve(cfg).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wapi: cannot start: {e:#}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    shutdown_signal().await;
-    info!("shutting down");
-    app.shutdown().await;
-    ExitCode::SUCCESS
+    }
 }
 
 #[cfg(feature = "sandbox")]
@@ -97,26 +92,5 @@ mod sandbox {
             );
         }
         Ok(None)
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
 }

@@ -78,19 +78,56 @@ impl whatsapp_rust::InboundDurabilityHook for DurabilityHook {
 }
 
 /// An incoming message in the bridge's own terms.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct IncomingMessage {
     pub id: String,
+    /// The chat: the sender for a direct message, the group for a group one.
     pub chat: String,
+    /// Who wrote it (in a group, the participant).
     pub from: String,
     pub from_lid: Option<String>,
     pub push_name: String,
     pub from_me: bool,
     pub is_group: bool,
     pub timestamp: i64,
+    /// text, image, video, audio, voice, document, sticker, location,
+    /// contact or unknown.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: &'static str,
     pub text: Option<String>,
+    pub caption: Option<String>,
+    /// The id of the quoted message, for a reply.
+    pub reply_to: Option<String>,
+    /// Who wrote the quoted message, when WhatsApp says.
+    pub reply_to_sender: Option<String>,
+    pub media: Option<Media>,
+    pub location: Option<Location>,
+    pub contact: Option<Contact>,
+}
+
+/// What a media message says about its file (downloading it comes later).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Media {
+    pub mimetype: Option<String>,
+    pub file_name: Option<String>,
+    pub file_size: Option<u64>,
+    /// base64 of the file's SHA-256, as the Cloud API gives it.
+    pub sha256: Option<String>,
+    pub seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Location {
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Contact {
+    pub display_name: Option<String>,
+    pub vcard: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -189,11 +226,7 @@ fn incoming(m: &InboundMessage) -> IncomingMessage {
         .as_ref()
         .filter(|j| j.server == Server::Lid)
         .map(|j| j.to_string());
-    let text = m.message.text_content().map(str::to_string);
-    let kind = whatsapp_rust::wacore::send::media_type_from_message(&m.message)
-        .unwrap_or(if text.is_some() { "text" } else { "unknown" })
-        .to_string();
-    IncomingMessage {
+    let mut out = IncomingMessage {
         id: m.info.id.to_string(),
         chat: src.chat.to_string(),
         from: src.sender.to_non_ad().to_string(),
@@ -202,8 +235,105 @@ fn incoming(m: &InboundMessage) -> IncomingMessage {
         from_me: src.is_from_me,
         is_group: src.is_group,
         timestamp: m.info.timestamp.timestamp(),
-        kind,
-        text,
+        ..Default::default()
+    };
+    describe(m.message.get_base_message(), &mut out);
+    out
+}
+
+fn sha(b: &Option<Vec<u8>>) -> Option<String> {
+    use base64::Engine as _;
+    b.as_ref()
+        .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+}
+
+/// Fills in the kind, text and details of a (base, unwrapped) message.
+fn describe(msg: &wa::Message, out: &mut IncomingMessage) {
+    let mut context: Option<&wa::ContextInfo> = None;
+    if let Some(t) = msg.conversation.as_ref().filter(|t| !t.is_empty()) {
+        out.kind = "text";
+        out.text = Some(t.clone());
+    } else if let Some(e) = msg.extended_text_message.as_option() {
+        out.kind = "text";
+        out.text = e.text.clone();
+        context = e.context_info.as_option();
+    } else if let Some(i) = msg.image_message.as_option() {
+        out.kind = "image";
+        out.caption = i.caption.clone();
+        out.media = Some(Media {
+            mimetype: i.mimetype.clone(),
+            file_size: i.file_length,
+            sha256: sha(&i.file_sha256),
+            ..Default::default()
+        });
+        context = i.context_info.as_option();
+    } else if let Some(v) = msg.video_message.as_option() {
+        out.kind = "video";
+        out.caption = v.caption.clone();
+        out.media = Some(Media {
+            mimetype: v.mimetype.clone(),
+            file_size: v.file_length,
+            sha256: sha(&v.file_sha256),
+            seconds: v.seconds,
+            ..Default::default()
+        });
+        context = v.context_info.as_option();
+    } else if let Some(a) = msg.audio_message.as_option() {
+        out.kind = if a.ptt == Some(true) {
+            "voice"
+        } else {
+            "audio"
+        };
+        out.media = Some(Media {
+            mimetype: a.mimetype.clone(),
+            file_size: a.file_length,
+            sha256: sha(&a.file_sha256),
+            seconds: a.seconds,
+            ..Default::default()
+        });
+        context = a.context_info.as_option();
+    } else if let Some(d) = msg.document_message.as_option() {
+        out.kind = "document";
+        out.caption = d.caption.clone();
+        out.media = Some(Media {
+            mimetype: d.mimetype.clone(),
+            file_name: d.file_name.clone(),
+            file_size: d.file_length,
+            sha256: sha(&d.file_sha256),
+            ..Default::default()
+        });
+        context = d.context_info.as_option();
+    } else if let Some(st) = msg.sticker_message.as_option() {
+        out.kind = "sticker";
+        out.media = Some(Media {
+            mimetype: st.mimetype.clone(),
+            file_size: st.file_length,
+            sha256: sha(&st.file_sha256),
+            ..Default::default()
+        });
+        context = st.context_info.as_option();
+    } else if let Some(l) = msg.location_message.as_option() {
+        out.kind = "location";
+        out.location = Some(Location {
+            latitude: l.degrees_latitude,
+            longitude: l.degrees_longitude,
+            name: l.name.clone(),
+            address: l.address.clone(),
+        });
+        context = l.context_info.as_option();
+    } else if let Some(c) = msg.contact_message.as_option() {
+        out.kind = "contact";
+        out.contact = Some(Contact {
+            display_name: c.display_name.clone(),
+            vcard: c.vcard.clone(),
+        });
+        context = c.context_info.as_option();
+    } else {
+        out.kind = "unknown";
+    }
+    if let Some(ctx) = context {
+        out.reply_to = ctx.stanza_id.clone().filter(|s| !s.is_empty());
+        out.reply_to_sender = ctx.participant.clone().filter(|s| !s.is_empty());
     }
 }
 

@@ -36,10 +36,12 @@ use axum::response::Response;
 use axum::routing::get;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use waproto::whatsapp as wa;
 
 pub use error::SimError;
 pub use pairing::LinkError;
 pub use routing::SendError;
+pub use waproto::whatsapp as proto;
 pub use world::{InboxMessage, LinkedDevice, World};
 
 /// Starts simulators.
@@ -145,6 +147,18 @@ impl SimHandle {
         push_name: Option<&str>,
     ) -> Result<String, SendError> {
         routing::contact_send_text(&self.world, from, to, text, push_name).await
+    }
+
+    /// A contact sends any message to every device of an account; returns
+    /// its id.
+    pub async fn contact_send_message(
+        &self,
+        from: &str,
+        to: &str,
+        message: &wa::Message,
+        push_name: Option<&str>,
+    ) -> Result<String, SendError> {
+        routing::contact_send_message(&self.world, from, to, message, push_name).await
     }
 
     /// What a contact has received so far, oldest first.

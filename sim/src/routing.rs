@@ -126,14 +126,31 @@ pub async fn contact_send_text(
     text: &str,
     push_name: Option<&str>,
 ) -> Result<String, SendError> {
-    let devices = world
-        .companions(to)
-        .ok_or_else(|| SendError::NoAccount(to.to_string()))?;
     let message = wa::Message {
         conversation: Some(text.to_string()),
         ..Default::default()
-    }
-    .encode_to_vec();
+    };
+    contact_send_message(world, from, to, &message, push_name).await
+}
+
+/// A fake contact sends any message (a reply, a media message, a
+/// location...) to every linked device of an account.
+pub async fn contact_send_message(
+    world: &Arc<World>,
+    from: &str,
+    to: &str,
+    message: &wa::Message,
+    push_name: Option<&str>,
+) -> Result<String, SendError> {
+    let devices = world
+        .companions(to)
+        .ok_or_else(|| SendError::NoAccount(to.to_string()))?;
+    let kind = if message.conversation.is_some() || message.extended_text_message.is_set() {
+        "text"
+    } else {
+        "media"
+    };
+    let message = message.encode_to_vec();
     let id = new_message_id();
     let t = now_secs();
     for device in devices {
@@ -145,7 +162,7 @@ pub async fn contact_send_text(
             &message,
             Envelope {
                 id: id.clone(),
-                kind: "text",
+                kind,
                 push_name: push_name.map(str::to_string),
                 timestamp: t,
                 category_peer: false,

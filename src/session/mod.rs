@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
 use crate::store::{SessionRecord, Store, StoreError};
-use crate::webhook::Webhooks;
+use crate::webhook::{Subscription, SubscriptionChange, Webhooks};
 
 pub use task::Command;
 
@@ -48,7 +48,7 @@ pub struct SessionView {
     pub reason: Option<String>,
     pub jid: Option<String>,
     pub push_name: Option<String>,
-    pub webhook_url: Option<String>,
+    pub webhook: Subscription,
     pub created_at: u64,
     pub qr: Option<QrCode>,
     pub connected_since: Option<u64>,
@@ -144,7 +144,7 @@ impl Manager {
             reason: None,
             jid: rec.jid.clone(),
             push_name: rec.push_name.clone(),
-            webhook_url: rec.webhook_url.clone(),
+            webhook: rec.webhook.clone(),
             created_at: rec.created_at,
             qr: None,
             connected_since: None,
@@ -179,7 +179,7 @@ impl Manager {
     pub async fn create(
         self: &Arc<Self>,
         name: &str,
-        webhook_url: Option<String>,
+        webhook: SubscriptionChange,
         start: bool,
     ) -> Result<SessionView, SessionError> {
         if !valid_name(name) {
@@ -190,9 +190,11 @@ impl Manager {
         if self.lock().contains_key(name) || self.store.get_session(name).await?.is_some() {
             return Err(SessionError::Exists(name.to_string()));
         }
+        let mut sub = Subscription::default();
+        sub.apply(webhook);
         let rec = SessionRecord {
             name: name.to_string(),
-            webhook_url,
+            webhook: sub,
             desired_running: start,
             created_at: now_secs(),
             jid: None,
@@ -205,17 +207,18 @@ impl Manager {
     }
 
     /// wapi's register: creates the session if needed, starts it if it is
-    /// not running, and returns it.
+    /// not running, and returns it. Webhook settings given for an existing
+    /// session replace those named; the others stay.
     pub async fn register(
         self: &Arc<Self>,
         name: &str,
-        webhook_url: Option<String>,
+        webhook: SubscriptionChange,
     ) -> Result<SessionView, SessionError> {
-        match self.create(name, webhook_url.clone(), true).await {
+        match self.create(name, webhook.clone(), true).await {
             Ok(v) => Ok(v),
             Err(SessionError::Exists(_)) => {
-                if let Some(url) = webhook_url {
-                    self.command(name, |reply| Command::SetWebhook(Some(url), reply))
+                if !webhook.is_empty() {
+                    self.command(name, |reply| Command::SetWebhook(webhook, reply))
                         .await??;
                 }
                 let v = self.view(name)?;

@@ -1,6 +1,7 @@
 //! The task that runs one session: it alone changes the session's state.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use tokio::sync::{mpsc, oneshot};
@@ -9,7 +10,7 @@ use tracing::{info, warn};
 use super::{QrCode, SessionError, SessionView, Status, now_secs};
 use crate::config::Config;
 use crate::store::{SessionRecord, Store};
-use crate::webhook::{WeakWebhooks, Webhooks, message_event_id};
+use crate::webhook::{EventKind, SubscriptionChange, WeakWebhooks, Webhooks, message_event_id};
 use crate::whatsapp::{Inbox, IncomingMessage, Link, LinkOptions, WaEvent};
 
 type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
@@ -21,7 +22,7 @@ pub enum Command {
     /// Stops the client and starts a new one; answers once it is starting.
     Restart(oneshot::Sender<()>),
     Logout(Reply<()>),
-    SetWebhook(Option<String>, Reply<()>),
+    SetWebhook(SubscriptionChange, Reply<()>),
     PairCode {
         phone: String,
         reply: Reply<String>,
@@ -54,6 +55,8 @@ struct Task {
     /// Since when the session has been without a live connection, as seen
     /// by the checkout.
     down_since: Option<tokio::time::Instant>,
+    /// Shared with the client's inbox: a batch went back unacknowledged.
+    gave_back: Arc<AtomicBool>,
 }
 
 pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedReceiver<Command>) {
@@ -64,7 +67,9 @@ pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedRece
         events: None,
         pending_pair_code: None,
         down_since: None,
+        gave_back: Arc::new(AtomicBool::new(false)),
     };
+    t.ctx.webhooks.set_subscription(&t.rec.name, &t.rec.webhook);
     loop {
         tokio::select! {
             cmd = commands.recv() => {
@@ -134,22 +139,30 @@ impl Task {
             "reason": reason,
             "jid": jid,
         });
-        self.emit("session.status", payload).await;
+        self.emit(EventKind::SessionStatus, payload).await;
     }
 
     /// Queues a webhook event of this session (not a message: those go
     /// through the durability hook, which must see the error).
-    async fn emit(&self, event: &str, payload: serde_json::Value) {
-        let url = self.rec.webhook_url.as_deref();
+    async fn emit(&self, event: EventKind, payload: serde_json::Value) {
+        let account = self.ctx.view.read().ok().and_then(|v| account_of(&v.jid));
         if let Err(e) = self
             .ctx
             .webhooks
-            .enqueue(self.name(), url, event, None, payload)
+            .enqueue(
+                self.name(),
+                &self.rec.webhook,
+                account.as_deref(),
+                event,
+                None,
+                payload,
+            )
             .await
         {
             warn!(
                 session = self.name(),
-                event, "cannot queue a webhook event: {e}"
+                ?event,
+                "cannot queue a webhook event: {e}"
             );
         }
     }
@@ -186,10 +199,13 @@ impl Task {
                 self.logout().await;
                 let _ = reply.send(Ok(()));
             }
-            Command::SetWebhook(url, reply) => {
-                self.ctx.webhooks.set_url(self.name(), url.as_deref());
-                self.rec.webhook_url = url.clone();
-                self.update(|v| v.webhook_url = url);
+            Command::SetWebhook(change, reply) => {
+                self.rec.webhook.apply(change);
+                self.ctx
+                    .webhooks
+                    .set_subscription(self.name(), &self.rec.webhook);
+                let sub = self.rec.webhook.clone();
+                self.update(|v| v.webhook = sub);
                 let r = self.ctx.store.put_session(&self.rec).await;
                 let _ = reply.send(r.map_err(SessionError::from));
             }
@@ -261,6 +277,7 @@ impl Task {
             inbox: Arc::new(SessionInbox {
                 webhooks: self.ctx.webhooks.downgrade(),
                 view: self.ctx.view.clone(),
+                gave_back: self.gave_back.clone(),
             }),
         };
         match Link::start(opts).await {
@@ -363,6 +380,17 @@ impl Task {
         }
         if self.link.as_ref().is_some_and(Link::is_connected) {
             self.down_since = None;
+            // Messages given back while the store was down come again only
+            // on a new connection: make one once the store answers.
+            if self.gave_back.load(Ordering::SeqCst) && self.ctx.store.ping().await.is_ok() {
+                self.gave_back.store(false, Ordering::SeqCst);
+                info!(
+                    session = self.name(),
+                    "store is back: reconnecting for the messages given back"
+                );
+                self.stop_link().await;
+                self.start(None).await;
+            }
             return;
         }
         let now = tokio::time::Instant::now();
@@ -454,7 +482,7 @@ impl Task {
             }
             WaEvent::Status(st) => {
                 let payload = serde_json::to_value(&st).unwrap_or_default();
-                self.emit("message.status", payload).await;
+                self.emit(EventKind::MessageStatus, payload).await;
             }
         }
     }
@@ -487,34 +515,93 @@ impl Task {
     }
 }
 
+/// The account (user JID) of a linked device's JID:
+/// "15550001111:3@s.whatsapp.net" -> "15550001111@s.whatsapp.net".
+fn account_of(device: &Option<String>) -> Option<String> {
+    let jid = device.as_deref()?;
+    let (user, server) = jid.split_once('@')?;
+    let user = user.split(':').next().unwrap_or(user);
+    Some(format!("{user}@{server}"))
+}
+
+/// How long an incoming batch waits for an unreachable store before it is
+/// given back to WhatsApp unacknowledged. A store restart takes a second or
+/// two; waiting here keeps messages flowing in order without a reconnect.
+const STORE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Commits a session's incoming messages to its webhook outbox; WhatsApp is
 /// acknowledged only after the store has them.
 struct SessionInbox {
     webhooks: WeakWebhooks,
     view: Arc<RwLock<SessionView>>,
+    /// Set when a batch was given back unacknowledged: WhatsApp redelivers
+    /// it only on a new connection, which the checkout then makes.
+    gave_back: Arc<AtomicBool>,
+}
+
+impl SessionInbox {
+    async fn commit_once(&self, messages: &[IncomingMessage]) -> Result<(), CommitError> {
+        let (name, sub, account) = {
+            let v = self.view.read().unwrap_or_else(|p| p.into_inner());
+            (v.name.clone(), v.webhook.clone(), account_of(&v.jid))
+        };
+        // A bridge that is shutting down stores nothing: WhatsApp keeps the
+        // messages and delivers them again on the next start.
+        let webhooks = self.webhooks.upgrade().ok_or(CommitError::Closing)?;
+        if webhooks.is_closed() {
+            return Err(CommitError::Closing);
+        }
+        for m in messages.iter().filter(|m| !m.from_me) {
+            let id = message_event_id(&name, &m.chat, &m.from, &m.id);
+            let payload = serde_json::to_value(m).map_err(|e| CommitError::Other(e.to_string()))?;
+            webhooks
+                .enqueue(
+                    &name,
+                    &sub,
+                    account.as_deref(),
+                    EventKind::Message,
+                    Some(id),
+                    payload,
+                )
+                .await
+                .map_err(CommitError::Store)?;
+        }
+        Ok(())
+    }
+}
+
+enum CommitError {
+    Closing,
+    Store(crate::store::StoreError),
+    Other(String),
 }
 
 #[async_trait::async_trait]
 impl Inbox for SessionInbox {
     async fn commit(&self, messages: Vec<IncomingMessage>) -> Result<(), String> {
-        let (name, url) = {
-            let v = self.view.read().unwrap_or_else(|p| p.into_inner());
-            (v.name.clone(), v.webhook_url.clone())
-        };
-        // A bridge that is shutting down stores nothing: WhatsApp keeps the
-        // messages and delivers them again on the next start.
-        let webhooks = self
-            .webhooks
-            .upgrade()
-            .ok_or("the bridge is shutting down")?;
-        for m in messages.into_iter().filter(|m| !m.from_me) {
-            let id = message_event_id(&name, &m.chat, &m.from, &m.id);
-            let payload = serde_json::to_value(&m).map_err(|e| e.to_string())?;
-            webhooks
-                .enqueue(&name, url.as_deref(), "message", Some(id), payload)
-                .await
-                .map_err(|e| e.to_string())?;
+        // Enqueueing is idempotent (event ids), so a retry after a partial
+        // commit only adds what is missing.
+        let deadline = tokio::time::Instant::now() + STORE_PATIENCE;
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            let err = match self.commit_once(&messages).await {
+                Ok(()) => return Ok(()),
+                Err(CommitError::Closing) => return Err("the bridge is shutting down".into()),
+                Err(CommitError::Other(e)) => e,
+                Err(CommitError::Store(e @ crate::store::StoreError::Corrupt(_))) => e.to_string(),
+                Err(CommitError::Store(e)) if tokio::time::Instant::now() < deadline => {
+                    warn!(
+                        "cannot commit {} incoming message(s), retrying: {e}",
+                        messages.len()
+                    );
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(1));
+                    continue;
+                }
+                Err(CommitError::Store(e)) => e.to_string(),
+            };
+            self.gave_back.store(true, Ordering::SeqCst);
+            return Err(err);
         }
-        Ok(())
     }
 }

@@ -33,7 +33,10 @@ pub const EMBEDDED_FILE_NAME: &str = "wapi.redb";
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SessionRecord {
     pub name: String,
-    pub webhook_url: Option<String>,
+    /// Stored flat (`webhook_url`, `webhook_format`, ...), so records
+    /// written before there were formats read as native and all events.
+    #[serde(flatten)]
+    pub webhook: crate::webhook::Subscription,
     /// false when stopped on purpose: not started again on boot.
     pub desired_running: bool,
     /// Unix seconds.

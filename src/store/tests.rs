@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::*;
+use crate::webhook::{EventKind, Format, Subscription};
 
 /// A store under test plus whatever must outlive it (temp dir, server).
 struct Harness {
@@ -46,7 +47,12 @@ async fn redis_harness() -> Harness {
 fn session(name: &str) -> SessionRecord {
     SessionRecord {
         name: name.to_owned(),
-        webhook_url: Some(format!("https://hooks.example/{name}")),
+        webhook: Subscription {
+            url: Some(format!("https://hooks.example/{name}")),
+            format: Format::Cloud,
+            secret: Some(format!("secret-{name}")),
+            events: Some(vec![EventKind::Message, EventKind::MessageStatus]),
+        },
         desired_running: true,
         created_at: 1_700_000_000,
         jid: None,
@@ -99,7 +105,7 @@ async fn check_sessions_crud(store: Arc<dyn Store>) {
         desired_running: false,
         jid: Some("15550001111@s.whatsapp.net".into()),
         push_name: Some("Alice".into()),
-        webhook_url: None,
+        webhook: Subscription::default(),
         ..session("alice")
     };
     store.put_session(&updated).await.unwrap();

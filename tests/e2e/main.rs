@@ -7,5 +7,6 @@ mod support;
 
 mod bridge;
 mod durability;
+mod formats;
 mod process;
 mod webhooks;

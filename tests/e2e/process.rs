@@ -6,12 +6,7 @@ use std::time::Duration;
 use crate::support::*;
 
 fn wapi() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_wapi"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("WAPI_QR_CONSOLE", "false")
-        .stdout(Stdio::null());
-    c
+    ChildBridge::command()
 }
 
 #[test]

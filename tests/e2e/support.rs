@@ -87,6 +87,32 @@ impl Redis {
     }
 
     pub async fn start_on(port: u16) -> Self {
+        Self::spawn(port, &["--appendonly", "no"]).await
+    }
+
+    /// A server that keeps its data in `dir` (append-only file, fsync on
+    /// every write), so that a restart on the same port and dir loses nothing.
+    pub async fn start_persistent(dir: &Path) -> Self {
+        Self::start_persistent_on(free_port(), dir).await
+    }
+
+    pub async fn start_persistent_on(port: u16, dir: &Path) -> Self {
+        let dir = dir.display().to_string();
+        Self::spawn(
+            port,
+            &[
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                &dir,
+            ],
+        )
+        .await
+    }
+
+    async fn spawn(port: u16, extra: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -95,9 +121,8 @@ impl Redis {
                 "127.0.0.1",
                 "--save",
                 "",
-                "--appendonly",
-                "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -237,12 +262,19 @@ pub fn config(sim: &SimHandle, root: &Path, store: &StoreKind) -> Config {
     cfg
 }
 
-/// The bridge under test, with an HTTP client pointed at it.
+/// The bridge under test (in this process), with an HTTP client pointed at
+/// it.
 pub struct Bridge {
     pub app: App,
-    pub base: String,
-    pub http: reqwest::Client,
+    pub api: Api,
     pub root: PathBuf,
+}
+
+impl std::ops::Deref for Bridge {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Bridge {
@@ -257,17 +289,27 @@ impl Bridge {
             .try_init();
         let root = cfg.files_root.clone();
         let app = App::start(cfg).await.expect("start the bridge");
-        let base = format!("http://{}", app.addr());
-        Self {
-            app,
-            base,
-            http: reqwest::Client::new(),
-            root,
-        }
+        let api = Api::new(&format!("http://{}", app.addr()));
+        Self { app, api, root }
     }
 
     pub async fn stop(self) {
         within(Duration::from_secs(15), self.app.shutdown()).await;
+    }
+}
+
+/// An HTTP client of a bridge's API (in this process or a child).
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
@@ -281,6 +323,15 @@ impl Bridge {
     pub async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .patch(format!("{}{path}", self.base))
             .json(&body)
             .send()
             .await
@@ -307,12 +358,18 @@ impl Bridge {
     /// Registers a session, decodes its QR PNG, scans it with the phone of
     /// `phone` and waits for WORKING.
     pub async fn link(&self, sim: &SimHandle, session: &str, webhook: &str, phone: &str) {
-        let r = self
-            .post(
-                "/register-session/",
-                serde_json::json!({"session_id": session, "webhook_url": webhook}),
-            )
-            .await;
+        self.link_with(
+            sim,
+            serde_json::json!({"session_id": session, "webhook_url": webhook}),
+            phone,
+        )
+        .await
+    }
+
+    /// `link` with a register body of the caller's (formats, secrets...).
+    pub async fn link_with(&self, sim: &SimHandle, register: Value, phone: &str) {
+        let session = register["session_id"].as_str().unwrap().to_string();
+        let r = self.post("/register-session/", register).await;
         assert_eq!(r.status(), 200, "register {session}");
         let png = eventually(DEADLINE, "a QR image", || async {
             let r = self.get(&format!("/get-qr-code/{session}/")).await;
@@ -325,7 +382,20 @@ impl Bridge {
         .await;
         let qr = decode_qr(&png);
         sim.scan(&qr, phone, "Acme").await.expect("scan");
-        self.wait_status(session, "WORKING").await;
+        self.wait_status(&session, "WORKING").await;
+    }
+
+    /// Waits until a session's outbox is empty.
+    pub async fn drained(&self, session: &str) {
+        let path = format!("/v1/sessions/{session}/webhooks");
+        eventually(DEADLINE, "an empty outbox", || {
+            let path = path.clone();
+            async move {
+                let s = self.json(&path).await;
+                (s["pending"] == 0).then_some(())
+            }
+        })
+        .await;
     }
 }
 
@@ -340,4 +410,66 @@ pub fn decode_qr(png: &[u8]) -> String {
     let grids = prepared.detect_grids();
     assert_eq!(grids.len(), 1, "one QR code in the image");
     grids[0].decode().expect("a readable QR code").1
+}
+
+/// A free port for a child bridge to listen on.
+pub fn port() -> u16 {
+    free_port()
+}
+
+/// The `wapi` binary as a child process (killed on drop).
+pub struct ChildBridge {
+    pub child: Child,
+    pub api: Api,
+}
+
+impl std::ops::Deref for ChildBridge {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl ChildBridge {
+    /// A `wapi` command with a clean environment (no .env of the developer).
+    pub fn command() -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_wapi"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("WAPI_QR_CONSOLE", "false")
+            .stdout(Stdio::null());
+        c
+    }
+
+    /// Starts the binary on `port` with the given settings and waits until
+    /// it answers.
+    pub async fn start(port: u16, env: &[(&str, String)]) -> Self {
+        let mut c = Self::command();
+        c.env("WAPI_INTERNAL_HOST", format!("127.0.0.1:{port}"))
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let child = c.spawn().expect("spawn wapi");
+        let api = Api::new(&format!("http://127.0.0.1:{port}"));
+        eventually(Duration::from_secs(10), "the bridge answering", || async {
+            let r = api.http.get(format!("{}/v1/health", api.base)).send().await;
+            r.ok().filter(|r| r.status() == 200).map(|_| ())
+        })
+        .await;
+        Self { child, api }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ChildBridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -28,19 +28,6 @@ fn assert_signed(d: &Delivery) {
     );
 }
 
-/// Waits until a session's outbox is empty.
-async fn drained(bridge: &Bridge, session: &str) {
-    let path = format!("/v1/sessions/{session}/webhooks");
-    eventually(DEADLINE, "an empty outbox", || {
-        let path = path.clone();
-        async move {
-            let s = bridge.json(&path).await;
-            (s["pending"] == 0).then_some(())
-        }
-    })
-    .await;
-}
-
 async fn linked(
     phone: &str,
     session: &str,
@@ -60,7 +47,7 @@ async fn retried_after_5xx_and_dead_after_4xx_then_replayed() {
     let (sim, hook, _dir, bridge) = linked("15550008881", "w1").await;
     // Let the status events so far drain, so the script below meets the
     // messages of this test and nothing else.
-    drained(&bridge, "w1").await;
+    bridge.drained("w1").await;
     hook.script.lock().unwrap().extend([500, 500]);
     let id = sim
         .contact_send(CONTACT, "15550008881", "third time lucky", None)
@@ -75,7 +62,7 @@ async fn retried_after_5xx_and_dead_after_4xx_then_replayed() {
     assert_eq!(header(&d, "x-wapi-attempt"), "3");
     assert_signed(&d);
 
-    drained(&bridge, "w1").await;
+    bridge.drained("w1").await;
     hook.script.lock().unwrap().push(400);
     let id2 = sim
         .contact_send(CONTACT, "15550008881", "rejected", None)
@@ -205,6 +192,70 @@ async fn a_sent_text_reports_sent_delivered_and_read() {
     );
     for d in hook.deliveries() {
         assert_signed(&d);
+    }
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_2000_over_20_sessions_arrives_once_in_order() {
+    let sim = std::sync::Arc::new(sim().await);
+    let hook = Receiver::start().await;
+    let redis = Redis::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(
+        &sim,
+        dir.path(),
+        &StoreKind::Redis(redis.url.clone()),
+    ))
+    .await;
+    let sessions: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("b{i:02}"), format!("155500090{i:02}")))
+        .collect();
+    for (name, phone) in &sessions {
+        bridge
+            .link(&sim, name, &format!("{}{name}", hook.url), phone)
+            .await;
+    }
+    // Every session's contact sends its 100 at once with the others.
+    let mut senders = Vec::new();
+    for (name, phone) in sessions.clone() {
+        let sim = sim.clone();
+        senders.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..100 {
+                ids.push(
+                    sim.contact_send(CONTACT, &phone, &format!("{name}-{i}"), None)
+                        .await
+                        .unwrap(),
+                );
+            }
+            (name, ids)
+        }));
+    }
+    let mut sent = Vec::new();
+    for s in senders {
+        sent.push(within(std::time::Duration::from_secs(60), s).await.unwrap());
+    }
+    eventually(
+        std::time::Duration::from_secs(60),
+        "2000 delivered",
+        || async {
+            let n = hook
+                .deliveries()
+                .iter()
+                .filter(|d| d.body["event"] == "message")
+                .count();
+            (n >= 2000).then_some(())
+        },
+    )
+    .await;
+    for (name, ids) in sent {
+        let got: Vec<String> = hook
+            .of(&name, "message")
+            .iter()
+            .map(|b| b["payload"]["id"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(got, ids, "{name}: each once, in order");
     }
     bridge.stop().await;
 }

@@ -13,6 +13,11 @@ use tracing::{debug, warn};
 
 use crate::store::{OutboxEvent, Store, StoreError};
 
+mod format;
+mod subscription;
+
+pub use self::subscription::{EventKind, Format, Subscription, SubscriptionChange};
+
 /// How deliveries are made and retried.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -76,9 +81,9 @@ struct Inner {
     workers: Mutex<HashMap<String, Worker>>,
     /// Set by `shutdown`: no new events, no new workers.
     closed: std::sync::atomic::AtomicBool,
-    /// Each session's own webhook URL as last seen, so that delivery does
+    /// Each session's webhook settings as last seen, so that delivery does
     /// not depend on reading the registry back (Redis may have lost it).
-    urls: Mutex<HashMap<String, Option<String>>>,
+    subscriptions: Mutex<HashMap<String, Subscription>>,
 }
 
 struct Worker {
@@ -100,9 +105,14 @@ impl Webhooks {
                 settings,
                 workers: Mutex::new(HashMap::new()),
                 closed: std::sync::atomic::AtomicBool::new(false),
-                urls: Mutex::new(HashMap::new()),
+                subscriptions: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    /// Shutting down: no new events are taken.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn downgrade(&self) -> WeakWebhooks {
@@ -121,13 +131,16 @@ impl Webhooks {
     }
 
     /// Commits an event to the session's outbox and wakes its worker.
-    /// `id` (for messages) makes a repeated event a no-op. An event for a
-    /// session with no webhook URL at all is not kept.
+    /// `id` (for messages) makes a repeated event a no-op. An event the
+    /// session does not subscribe to, or for a session with no webhook URL
+    /// at all, is not kept. `account` is the linked number the event came
+    /// to (the Cloud format names it).
     pub async fn enqueue(
         &self,
         session: &str,
-        own_url: Option<&str>,
-        event: &str,
+        sub: &Subscription,
+        account: Option<&str>,
+        event: EventKind,
         id: Option<String>,
         payload: Value,
     ) -> Result<(), StoreError> {
@@ -136,16 +149,21 @@ impl Webhooks {
                 "the bridge is shutting down".into(),
             ));
         }
-        self.set_url(session, own_url);
-        if self.resolve_url(session, own_url).is_none() {
-            debug!(session, event, "no webhook URL: event not queued");
+        self.set_subscription(session, sub);
+        if self.resolve_url(session, sub.url.as_deref()).is_none() {
+            debug!(session, ?event, "no webhook URL: event not queued");
+            return Ok(());
+        }
+        if !sub.wants(event) {
+            debug!(session, ?event, "not subscribed: event not queued");
             return Ok(());
         }
         let id = id.unwrap_or_else(random_event_id);
         let body = json!({
             "id": id,
-            "event": event,
+            "event": event.as_str(),
             "session": session,
+            "account": account,
             "timestamp": now_ms(),
             "payload": payload,
         });
@@ -175,36 +193,40 @@ impl Webhooks {
         }
     }
 
-    /// Records a session's own webhook URL (or its absence) and wakes its
-    /// worker, which may have been waiting for one.
-    pub fn set_url(&self, session: &str, own_url: Option<&str>) {
+    /// Records a session's webhook settings and wakes its worker, which may
+    /// have been waiting for a URL.
+    pub fn set_subscription(&self, session: &str, sub: &Subscription) {
         let changed = {
-            let mut urls = self.inner.urls.lock().unwrap_or_else(|p| p.into_inner());
-            let new = own_url.map(str::to_string);
-            urls.insert(session.to_string(), new.clone()) != Some(new)
+            let mut subs = self
+                .inner
+                .subscriptions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            subs.insert(session.to_string(), sub.clone()).as_ref() != Some(sub)
         };
         if changed && let Some(w) = self.workers().get(session) {
             w.notify.notify_one();
         }
     }
 
-    /// The URL to deliver a session's events to now.
-    async fn target(&self, session: &str) -> Option<String> {
+    /// Where and how to deliver a session's events now.
+    async fn target(&self, session: &str) -> Option<(String, Subscription)> {
         let known = self
             .inner
-            .urls
+            .subscriptions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(session)
             .cloned();
-        let own = match known {
-            Some(own) => own,
+        let sub = match known {
+            Some(sub) => sub,
             None => match self.inner.store.get_session(session).await {
-                Ok(Some(rec)) => rec.webhook_url,
-                _ => None,
+                Ok(Some(rec)) => rec.webhook,
+                _ => Subscription::default(),
             },
         };
-        self.resolve_url(session, own.as_deref())
+        let url = self.resolve_url(session, sub.url.as_deref())?;
+        Some((url, sub))
     }
 
     /// Stops a session's worker (the session is gone).
@@ -281,7 +303,7 @@ async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
             woken.await;
             continue;
         }
-        let Some(url) = hooks.target(&session).await else {
+        let Some((url, sub)) = hooks.target(&session).await else {
             // No URL any more: wait for a change rather than spin.
             woken.await;
             continue;
@@ -291,7 +313,7 @@ async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
             if wait > 0 {
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }
-            let outcome = post(&hooks.inner.http, &settings, &url, &ev).await;
+            let outcome = post(&hooks.inner.http, &settings, &url, &sub, &ev).await;
             match outcome {
                 Outcome::Delivered => {
                     if let Err(e) = store.outbox_remove(&session, &ev.id).await {
@@ -389,9 +411,21 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-async fn post(http: &reqwest::Client, settings: &Settings, url: &str, ev: &OutboxEvent) -> Outcome {
+async fn post(
+    http: &reqwest::Client,
+    settings: &Settings,
+    url: &str,
+    sub: &Subscription,
+    ev: &OutboxEvent,
+) -> Outcome {
     let kind = ev.body["event"].as_str().unwrap_or_default().to_string();
-    let body = match serde_json::to_vec(&ev.body) {
+    let Some(rendered) = format::render(sub.format, &ev.body) else {
+        // Queued before the session changed to a format without this kind
+        // of event: nothing to post.
+        debug!(id = ev.id, kind, "no body in this format: skipped");
+        return Outcome::Delivered;
+    };
+    let body = match serde_json::to_vec(&rendered) {
         Ok(b) => b,
         Err(e) => {
             return Outcome::Dead {
@@ -408,11 +442,13 @@ async fn post(http: &reqwest::Client, settings: &Settings, url: &str, ev: &Outbo
         .header("X-Wapi-Event", kind)
         .header("X-Wapi-Timestamp", (now_ms() / 1000).to_string())
         .header("X-Wapi-Attempt", (ev.attempts + 1).to_string());
-    if let Some(secret) = &settings.secret {
-        req = req.header(
-            "X-Wapi-Signature",
-            format!("sha256={}", signature(secret, &body)),
-        );
+    if let Some(secret) = sub.secret.as_ref().or(settings.secret.as_ref()) {
+        let signed = format!("sha256={}", signature(secret, &body));
+        if sub.format == Format::Cloud {
+            // What Cloud API receivers check (with their app secret).
+            req = req.header("X-Hub-Signature-256", &signed);
+        }
+        req = req.header("X-Wapi-Signature", signed);
     }
     let resp = match req.body(body).send().await {
         Ok(r) => r,

@@ -1,0 +1,83 @@
+//! How big a run is.
+
+use anyhow::{Context, bail};
+
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Session counts at which memory is measured; the last one is also the
+    /// restore and idle-CPU count.
+    pub steps: Vec<usize>,
+    /// Sessions that receive the inbound burst and send the outbound one.
+    pub busy_sessions: usize,
+    /// Messages in the inbound burst.
+    pub inbound: usize,
+    /// Offered load for the latency figure, messages per second.
+    pub rate: usize,
+    /// How long the fixed load is offered.
+    pub rate_secs: u64,
+    /// Send requests in the outbound figure.
+    pub outbound: usize,
+    /// How long idle CPU is measured.
+    pub idle_secs: u64,
+}
+
+impl Params {
+    pub fn full() -> Self {
+        Self {
+            steps: vec![100, 500, 1000],
+            busy_sessions: 100,
+            inbound: 20_000,
+            rate: 1000,
+            rate_secs: 10,
+            outbound: 2000,
+            idle_secs: 60,
+        }
+    }
+
+    /// Small enough for a test: every phase runs, in seconds.
+    pub fn quick() -> Self {
+        Self {
+            steps: vec![5, 10, 20],
+            busy_sessions: 20,
+            inbound: 500,
+            rate: 200,
+            rate_secs: 1,
+            outbound: 100,
+            idle_secs: 2,
+        }
+    }
+
+    pub fn from_args(args: &[String]) -> anyhow::Result<Self> {
+        let mut p = Self::full();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .with_context(|| format!("{name} needs a value"))
+                    .cloned()
+            };
+            match a.as_str() {
+                "--quick" => p = Self::quick(),
+                "--sessions" => {
+                    p.steps = value("--sessions")?
+                        .split(',')
+                        .map(|s| s.trim().parse::<usize>().context("--sessions: numbers"))
+                        .collect::<anyhow::Result<_>>()?;
+                }
+                "--messages" => p.inbound = value("--messages")?.parse()?,
+                "--idle-secs" => p.idle_secs = value("--idle-secs")?.parse()?,
+                other => bail!("unknown option {other:?}"),
+            }
+        }
+        let most = p.steps.iter().copied().max().unwrap_or(0);
+        if most == 0 || p.steps.windows(2).any(|w| w[0] >= w[1]) {
+            bail!("--sessions: increasing counts above 0, e.g. 100,500,1000");
+        }
+        p.busy_sessions = p.busy_sessions.min(most);
+        Ok(p)
+    }
+
+    pub fn most(&self) -> usize {
+        self.steps.last().copied().unwrap_or(0)
+    }
+}

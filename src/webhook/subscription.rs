@@ -1,0 +1,172 @@
+//! What a session asks of its webhook: where events go, in which format,
+//! signed with which secret, and which kinds of events.
+
+use serde::{Deserialize, Serialize};
+
+/// The body shape posted to the receiver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The bridge's own event envelope (`{"id", "event", "session", ...}`).
+    #[default]
+    Native,
+    /// WhatsApp Cloud API webhooks, so a Cloud API product works unchanged.
+    Cloud,
+    /// The Go wapi's body for text messages.
+    Wapi,
+}
+
+impl Format {
+    pub const NAMES: &'static str = "native, cloud, wapi";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "native" => Some(Self::Native),
+            "cloud" => Some(Self::Cloud),
+            "wapi" => Some(Self::Wapi),
+            _ => None,
+        }
+    }
+
+    /// Whether this format has a shape for the event at all. The Cloud API
+    /// has no session-state webhook, and wapi only ever posted messages.
+    pub fn carries(self, event: EventKind) -> bool {
+        match self {
+            Self::Native => true,
+            Self::Cloud => event != EventKind::SessionStatus,
+            Self::Wapi => event == EventKind::Message,
+        }
+    }
+}
+
+/// The kinds of webhook events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventKind {
+    #[serde(rename = "message")]
+    Message,
+    #[serde(rename = "message.status")]
+    MessageStatus,
+    #[serde(rename = "session.status")]
+    SessionStatus,
+}
+
+impl EventKind {
+    pub const NAMES: &'static str = "message, message.status, session.status";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "message" => Some(Self::Message),
+            "message.status" => Some(Self::MessageStatus),
+            "session.status" => Some(Self::SessionStatus),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Message => "message",
+            Self::MessageStatus => "message.status",
+            Self::SessionStatus => "session.status",
+        }
+    }
+}
+
+/// A session's webhook settings, kept in its registry record (the field
+/// names are the record's and the API's).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// The session's own URL; without one, wapi's default base applies.
+    #[serde(rename = "webhook_url", default)]
+    pub url: Option<String>,
+    #[serde(rename = "webhook_format", default)]
+    pub format: Format,
+    /// Signs this session's deliveries instead of `WAPI_WEBHOOK_SECRET`.
+    #[serde(rename = "webhook_secret", default)]
+    pub secret: Option<String>,
+    /// The kinds to post; None means all of them.
+    #[serde(rename = "webhook_events", default)]
+    pub events: Option<Vec<EventKind>>,
+}
+
+impl Subscription {
+    /// Whether an event of this kind is posted at all.
+    pub fn wants(&self, event: EventKind) -> bool {
+        self.format.carries(event) && self.events.as_ref().is_none_or(|e| e.contains(&event))
+    }
+
+    pub fn apply(&mut self, change: SubscriptionChange) {
+        if let Some(url) = change.url {
+            self.url = url;
+        }
+        if let Some(format) = change.format {
+            self.format = format;
+        }
+        if let Some(secret) = change.secret {
+            self.secret = secret;
+        }
+        if let Some(events) = change.events {
+            self.events = events;
+        }
+    }
+}
+
+/// A partial update: `None` leaves a setting as it is, `Some(None)` clears
+/// it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SubscriptionChange {
+    pub url: Option<Option<String>>,
+    pub format: Option<Format>,
+    pub secret: Option<Option<String>>,
+    pub events: Option<Option<Vec<EventKind>>>,
+}
+
+impl SubscriptionChange {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_records_read_as_native_and_all_events() {
+        let s: Subscription = serde_json::from_str(r#"{"webhook_url": "http://x/"}"#).unwrap();
+        assert_eq!(s.url.as_deref(), Some("http://x/"));
+        assert_eq!(s.format, Format::Native);
+        assert!(s.wants(EventKind::SessionStatus));
+    }
+
+    #[test]
+    fn formats_and_filters_decide_what_is_posted() {
+        let mut s = Subscription {
+            format: Format::Cloud,
+            ..Default::default()
+        };
+        assert!(s.wants(EventKind::Message) && s.wants(EventKind::MessageStatus));
+        assert!(!s.wants(EventKind::SessionStatus));
+        s.format = Format::Wapi;
+        assert!(!s.wants(EventKind::MessageStatus));
+        s.format = Format::Native;
+        s.events = Some(vec![EventKind::MessageStatus]);
+        assert!(!s.wants(EventKind::Message) && s.wants(EventKind::MessageStatus));
+    }
+
+    #[test]
+    fn a_change_touches_only_what_it_names() {
+        let mut s = Subscription {
+            url: Some("http://a/".into()),
+            secret: Some("k".into()),
+            ..Default::default()
+        };
+        s.apply(SubscriptionChange {
+            format: Some(Format::Cloud),
+            secret: Some(None),
+            ..Default::default()
+        });
+        assert_eq!(s.url.as_deref(), Some("http://a/"));
+        assert_eq!(s.format, Format::Cloud);
+        assert_eq!(s.secret, None);
+    }
+}
