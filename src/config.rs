@@ -31,6 +31,83 @@ pub struct Config {
     /// `WAPI_WEBHOOK_TIMEOUT_SECS`, `WAPI_WEBHOOK_MAX_ATTEMPTS`,
     /// `WAPI_WEBHOOK_MAX_BACKOFF_SECS`, `WAPI_WEBHOOK_SECRET`.
     pub webhook: crate::webhook::Settings,
+    /// Who may use the API.
+    pub auth: AuthSettings,
+    /// `WAPI_RATE_LIMIT_RPS` and `WAPI_RATE_LIMIT_BURST`: per endpoint and
+    /// credential.
+    pub rate_limit: RateLimit,
+    /// Unix seconds now; tests move it to expire tokens.
+    pub clock: Clock,
+}
+
+/// A secret that never shows in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuthSettings {
+    /// `WAPI_API_KEY`: one or a comma-separated list, 12 to 128 characters each.
+    pub api_keys: Vec<Secret>,
+    /// `WAPI_ADMIN_USER` and `WAPI_ADMIN_PASSWORD`: HTTP Basic credentials
+    /// that `POST /v1/users/login` exchanges for a token.
+    pub admin: Option<(String, Secret)>,
+    /// `WAPI_ALLOW_NO_AUTH`: serve on a non-loopback address without any
+    /// credential.
+    pub allow_no_auth: bool,
+    /// How long a login token lasts (7 days).
+    pub token_ttl: Duration,
+}
+
+impl AuthSettings {
+    /// Whether any credential is configured (otherwise the API is open, and
+    /// only served on a loopback address).
+    pub fn enabled(&self) -> bool {
+        !self.api_keys.is_empty() || self.admin.is_some()
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+/// The time in unix seconds, replaceable in tests.
+#[derive(Clone)]
+pub struct Clock(std::sync::Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Self(std::sync::Arc::new(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        }))
+    }
+
+    /// A clock that reads the system time plus `offset` seconds.
+    pub fn offset(offset: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        let system = Self::system();
+        Self(std::sync::Arc::new(move || {
+            system.now() + offset.load(std::sync::atomic::Ordering::SeqCst)
+        }))
+    }
+
+    pub fn now(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now())
+    }
 }
 
 /// An invalid setting, naming the variable.
@@ -141,6 +218,12 @@ impl Config {
                 max_backoff: secs("WAPI_WEBHOOK_MAX_BACKOFF_SECS", 300)?,
                 secret: val("WAPI_WEBHOOK_SECRET"),
             },
+            auth: auth_settings(&val, listen, flag("WAPI_ALLOW_NO_AUTH", false)?)?,
+            rate_limit: RateLimit {
+                per_second: positive(&val, "WAPI_RATE_LIMIT_RPS", 50)?,
+                burst: positive(&val, "WAPI_RATE_LIMIT_BURST", 150)?,
+            },
+            clock: Clock::system(),
         })
     }
 
@@ -151,6 +234,81 @@ impl Config {
     pub fn qr_dir(&self) -> PathBuf {
         self.files_root.join("qr-codes")
     }
+}
+
+fn positive(
+    val: &impl Fn(&'static str) -> Option<String>,
+    k: &'static str,
+    default: u32,
+) -> Result<u32, ConfigError> {
+    match val(k) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ConfigError {
+                var: k,
+                problem: format!("expected a positive number, got {v:?}"),
+            }),
+        },
+    }
+}
+
+fn auth_settings(
+    val: &impl Fn(&'static str) -> Option<String>,
+    listen: SocketAddr,
+    allow_no_auth: bool,
+) -> Result<AuthSettings, ConfigError> {
+    let mut api_keys = Vec::new();
+    for key in val("WAPI_API_KEY").unwrap_or_default().split(',') {
+        let key = key.trim();
+        if key.is_empty() {
+            continue;
+        }
+        if !(12..=128).contains(&key.len()) {
+            // The key itself is not repeated in the message.
+            return Err(ConfigError {
+                var: "WAPI_API_KEY",
+                problem: format!(
+                    "each key must be 12 to 128 characters; one has {}",
+                    key.len()
+                ),
+            });
+        }
+        api_keys.push(Secret(key.to_string()));
+    }
+    let admin = match (val("WAPI_ADMIN_USER"), val("WAPI_ADMIN_PASSWORD")) {
+        (Some(u), Some(p)) => Some((u, Secret(p))),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError {
+                var: "WAPI_ADMIN_PASSWORD",
+                problem: "needed with WAPI_ADMIN_USER".into(),
+            });
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError {
+                var: "WAPI_ADMIN_USER",
+                problem: "needed with WAPI_ADMIN_PASSWORD".into(),
+            });
+        }
+    };
+    let auth = AuthSettings {
+        api_keys,
+        admin,
+        allow_no_auth,
+        token_ttl: Duration::from_secs(7 * 24 * 60 * 60),
+    };
+    if !auth.enabled() && !listen.ip().is_loopback() && !allow_no_auth {
+        return Err(ConfigError {
+            var: "WAPI_INTERNAL_HOST",
+            problem: format!(
+                "{listen} is reachable from other machines and no credential is set: \
+                 set WAPI_API_KEY (or WAPI_ADMIN_USER and WAPI_ADMIN_PASSWORD), listen on \
+                 127.0.0.1, or set WAPI_ALLOW_NO_AUTH=true"
+            ),
+        });
+    }
+    Ok(auth)
 }
 
 fn parse_listen(v: &str) -> Option<SocketAddr> {
@@ -197,6 +355,32 @@ mod tests {
             let e = with(&[(k, v)]).unwrap_err();
             assert_eq!(e.var, k);
         }
+    }
+
+    #[test]
+    fn api_keys_and_the_open_port_rule() {
+        let e = with(&[("WAPI_API_KEY", "short")]).unwrap_err();
+        assert_eq!(e.var, "WAPI_API_KEY");
+        assert!(!e.to_string().contains("short"), "the key is not echoed");
+        let c = with(&[("WAPI_API_KEY", "a-long-enough-key, another-long-key")]).unwrap();
+        assert_eq!(c.auth.api_keys.len(), 2);
+        assert!(!format!("{c:?}").contains("a-long-enough-key"));
+        let e = with(&[("WAPI_INTERNAL_HOST", "0.0.0.0:8080")]).unwrap_err();
+        assert_eq!(e.var, "WAPI_INTERNAL_HOST");
+        with(&[
+            ("WAPI_INTERNAL_HOST", "0.0.0.0:8080"),
+            ("WAPI_ALLOW_NO_AUTH", "true"),
+        ])
+        .unwrap();
+        with(&[
+            ("WAPI_INTERNAL_HOST", "0.0.0.0:8080"),
+            ("WAPI_API_KEY", "a-long-enough-key"),
+        ])
+        .unwrap();
+        assert_eq!(
+            with(&[("WAPI_ADMIN_USER", "root")]).unwrap_err().var,
+            "WAPI_ADMIN_PASSWORD"
+        );
     }
 
     #[test]

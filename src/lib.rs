@@ -5,6 +5,7 @@
 //! workers, the periodic connection checkout and the HTTP API.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod qr;
 pub mod session;
@@ -92,7 +93,19 @@ impl App {
 
         let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
-        let app = api::router(manager.clone());
+        let auth = Arc::new(auth::Auth::new(
+            cfg.auth.clone(),
+            manager.store().clone(),
+            cfg.clock.clone(),
+        ));
+        if !auth.enabled() {
+            tracing::warn!(
+                %addr,
+                "no credential configured (WAPI_API_KEY, WAPI_ADMIN_USER): the API is open to \
+                 anyone who can reach this address"
+            );
+        }
+        let app = api::router(manager.clone(), auth, cfg.rate_limit);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app)

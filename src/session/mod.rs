@@ -50,6 +50,8 @@ pub struct SessionView {
     pub push_name: Option<String>,
     pub webhook: Subscription,
     pub created_at: u64,
+    /// See [`SessionRecord::epoch`].
+    pub epoch: u64,
     pub qr: Option<QrCode>,
     pub connected_since: Option<u64>,
     pub reconnects: u64,
@@ -146,6 +148,7 @@ impl Manager {
             push_name: rec.push_name.clone(),
             webhook: rec.webhook.clone(),
             created_at: rec.created_at,
+            epoch: rec.epoch,
             qr: None,
             connected_since: None,
             reconnects: 0,
@@ -199,6 +202,7 @@ impl Manager {
             created_at: now_secs(),
             jid: None,
             push_name: None,
+            epoch: rand::random(),
         };
         self.store.put_session(&rec).await?;
         let view = self.spawn(rec, start);

@@ -13,8 +13,8 @@ use redb::{
 };
 
 use super::{
-    DEDUPE_WINDOW_SECS, OutboxCounts, OutboxEvent, SessionRecord, Store, StoreError, from_json,
-    is_retrying, task_failed, to_json, unix_now_secs,
+    DEDUPE_WINDOW_SECS, OutboxCounts, OutboxEvent, SessionRecord, Store, StoreError, TokenRecord,
+    from_json, is_retrying, task_failed, to_json, unix_now_secs,
 };
 
 /// name -> SessionRecord json.
@@ -34,6 +34,9 @@ const DEAD: TableDefinition<&[u8], &str> = TableDefinition::new("dead");
 const DEAD_INDEX: TableDefinition<&str, u64> = TableDefinition::new("dead_index");
 /// session -> events delivered (removed from pending).
 const DELIVERED: TableDefinition<&str, u64> = TableDefinition::new("delivered");
+
+/// sha256(secret) hex -> TokenRecord json.
+const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
 
 /// Expired seen ids are dropped at most this often (and on open), so the
 /// table stays bounded on a bridge that runs for months.
@@ -65,6 +68,7 @@ impl EmbeddedStore {
             txn.open_table(DEAD)?;
             txn.open_table(DEAD_INDEX)?;
             txn.open_table(DELIVERED)?;
+            txn.open_table(TOKENS)?;
             prune_seen(txn, now)
         })?;
         Ok(Self {
@@ -109,6 +113,42 @@ impl EmbeddedStore {
 
 #[async_trait::async_trait]
 impl Store for EmbeddedStore {
+    async fn token_put(&self, hash: &str, rec: &TokenRecord) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        let json = to_json(rec)?;
+        self.run(move |db| {
+            write(db, |txn| {
+                txn.open_table(TOKENS)?
+                    .insert(hash.as_str(), json.as_str())?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn token_get(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let hash = hash.to_owned();
+        self.run(move |db| {
+            read(db, |txn| {
+                let table = txn.open_table(TOKENS)?;
+                let json = table.get(hash.as_str())?;
+                json.map(|j| from_json("token", j.value())).transpose()
+            })
+        })
+        .await
+    }
+
+    async fn token_delete(&self, hash: &str) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        self.run(move |db| {
+            write(db, |txn| {
+                txn.open_table(TOKENS)?.remove(hash.as_str())?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
     async fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError> {
         let name = rec.name.clone();
         let json = to_json(rec)?;

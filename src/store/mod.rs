@@ -43,6 +43,10 @@ pub struct SessionRecord {
     pub created_at: u64,
     pub jid: Option<String>,
     pub push_name: Option<String>,
+    /// Random, new for each creation: keys made for a session are void
+    /// for a later session of the same name.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// One webhook event waiting in a session's outbox (or, once given up on,
@@ -63,6 +67,20 @@ pub struct OutboxEvent {
     /// the first attempt).
     #[serde(default)]
     pub last_status: Option<u16>,
+}
+
+/// A credential the bridge issued, kept under the SHA-256 of its secret
+/// (the secret itself is never stored).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// `None` for a login token (admin); the session a session key is for.
+    pub session: Option<String>,
+    /// The session's `epoch` when the key was made: a session deleted and
+    /// created again under the same name does not inherit old keys.
+    #[serde(default)]
+    pub session_epoch: Option<u64>,
+    /// Unix seconds; `None` never expires (session keys).
+    pub expires_at: Option<u64>,
 }
 
 /// What a session's outbox holds, for status pages and metrics.
@@ -143,6 +161,11 @@ pub trait Store: Send + Sync + 'static {
     /// Sessions that have pending events (for the delivery worker at
     /// start-up), sorted by name.
     async fn outbox_sessions(&self) -> Result<Vec<String>, StoreError>;
+    /// Keeps an issued credential under the hash of its secret.
+    async fn token_put(&self, hash: &str, rec: &TokenRecord) -> Result<(), StoreError>;
+    async fn token_get(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Revokes a credential (nothing if unknown).
+    async fn token_delete(&self, hash: &str) -> Result<(), StoreError>;
     /// Cheap health check.
     async fn ping(&self) -> Result<(), StoreError>;
 }

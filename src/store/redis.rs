@@ -11,6 +11,7 @@
 //! - `wapi:dead:<s>`: sorted set of dead letters, score = the seq they had
 //! - `wapi:dead-event:<s>`: hash dead event id -> OutboxEvent json
 //! - `wapi:delivered:<s>`: INCR counter of delivered events
+//! - `wapi:token:<sha256>`: an issued credential (TokenRecord json)
 //!
 //! Writes that must be conditional (append only if the id is new, update only
 //! if still pending, forget the session once its outbox is empty) are small
@@ -25,8 +26,8 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, ErrorKind, RedisError, Script, cmd, pipe};
 
 use super::{
-    DEDUPE_WINDOW_SECS, OutboxCounts, OutboxEvent, SessionRecord, Store, StoreError, from_json,
-    is_retrying, to_json, unix_now_secs,
+    DEDUPE_WINDOW_SECS, OutboxCounts, OutboxEvent, SessionRecord, Store, StoreError, TokenRecord,
+    from_json, is_retrying, to_json, unix_now_secs,
 };
 
 const SESSIONS_KEY: &str = "wapi:sessions";
@@ -423,10 +424,43 @@ impl Store for RedisStore {
         Ok(sessions)
     }
 
+    async fn token_put(&self, hash: &str, rec: &TokenRecord) -> Result<(), StoreError> {
+        let mut c = cmd("SET");
+        c.arg(token_key(hash)).arg(to_json(rec)?);
+        if let Some(at) = rec.expires_at {
+            // Redis forgets it a day after it expires; until then the bridge
+            // itself refuses it (by its own clock).
+            let ttl = at.saturating_sub(unix_now_secs()) + 24 * 60 * 60;
+            c.arg("EX").arg(ttl);
+        }
+        c.exec_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    async fn token_get(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let json: Option<String> = cmd("GET")
+            .arg(token_key(hash))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        json.map(|json| from_json("token", &json)).transpose()
+    }
+
+    async fn token_delete(&self, hash: &str) -> Result<(), StoreError> {
+        cmd("DEL")
+            .arg(token_key(hash))
+            .exec_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         cmd("PING").exec_async(&mut self.conn.clone()).await?;
         Ok(())
     }
+}
+
+fn token_key(hash: &str) -> String {
+    format!("wapi:token:{hash}")
 }
 
 /// Accepts the `host:port` form operators tend to write.

@@ -57,6 +57,7 @@ fn session(name: &str) -> SessionRecord {
         created_at: 1_700_000_000,
         jid: None,
         push_name: None,
+        epoch: 42,
     }
 }
 
@@ -521,6 +522,27 @@ async fn check_ping(store: Arc<dyn Store>) {
     store.ping().await.unwrap();
 }
 
+async fn check_tokens(store: Arc<dyn Store>) {
+    let login = TokenRecord {
+        session: None,
+        session_epoch: None,
+        expires_at: Some(unix_now_secs() + 60),
+    };
+    let key = TokenRecord {
+        session: Some("s1".into()),
+        session_epoch: Some(7),
+        expires_at: None,
+    };
+    store.token_put("h1", &login).await.unwrap();
+    store.token_put("h2", &key).await.unwrap();
+    assert_eq!(store.token_get("h1").await.unwrap(), Some(login));
+    assert_eq!(store.token_get("h2").await.unwrap(), Some(key));
+    store.token_delete("h1").await.unwrap();
+    assert_eq!(store.token_get("h1").await.unwrap(), None);
+    assert_eq!(store.token_get("nope").await.unwrap(), None);
+    store.token_delete("nope").await.unwrap();
+}
+
 /// Instantiates every `check_*` above as a test against one backend.
 macro_rules! suite {
     ($backend:ident, $harness:ident) => {
@@ -546,6 +568,7 @@ macro_rules! suite {
                 check_dedupe_dead_ids,
                 check_delete_session_drops_dead_letters,
                 check_ping,
+                check_tokens,
             );
         }
     };

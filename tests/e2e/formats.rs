@@ -308,7 +308,7 @@ async fn native_kinds_filters_and_the_wapi_format() {
         let r = bridge.patch("/v1/sessions/k1", body).await;
         assert_eq!(r.status(), 400);
         let e: Value = r.json().await.unwrap();
-        assert!(e["error"].as_str().unwrap().contains(field), "{e}");
+        assert!(error_text(&e).unwrap().contains(field), "{e}");
     }
     bridge.stop().await;
 }

@@ -9,4 +9,5 @@ mod bridge;
 mod durability;
 mod formats;
 mod process;
+mod security;
 mod webhooks;

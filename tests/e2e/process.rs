@@ -61,3 +61,20 @@ async fn sigterm_shuts_down_cleanly_with_exit_0() {
     .await;
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn an_open_port_without_a_credential_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wapi()
+        .env("WAPI_FILE_SYSTEM_ROOT_POINT_FULL_PATH", dir.path())
+        .env("WAPI_INTERNAL_HOST", "0.0.0.0:0")
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run wapi");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WAPI_API_KEY") && err.contains("WAPI_ALLOW_NO_AUTH"),
+        "{err}"
+    );
+}

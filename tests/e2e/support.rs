@@ -473,3 +473,11 @@ impl Drop for ChildBridge {
         let _ = self.child.wait();
     }
 }
+
+/// The message of an error body: wapi's `{"error"}` or the `/v1`
+/// envelope's `errors[0].details`.
+pub fn error_text(v: &Value) -> Option<&str> {
+    v["error"]
+        .as_str()
+        .or_else(|| v["errors"][0]["details"].as_str())
+}

@@ -1,18 +1,22 @@
 //! The HTTP API: wapi's routes (with or without a trailing slash) and the
 //! resource API under `/v1`.
 
+mod access;
+mod envelope;
+
 use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, FromRef, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
+use axum::{Router, middleware};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::auth::{Auth, Principal};
 use crate::session::{Command, Manager, SessionError, SessionView, Status, valid_name};
 use crate::webhook::{EventKind, Format, SubscriptionChange};
 
@@ -52,26 +56,44 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| bad(e.body_text()))?;
+            .map_err(|e| ApiError(e.status(), e.body_text()))?;
         serde_json::from_slice(&bytes)
             .map(Body)
             .map_err(|e| bad(format!("invalid JSON body: {e}")))
     }
 }
 
+/// What the handlers and the gate share.
+#[derive(Clone)]
+pub struct AppState {
+    pub manager: Arc<Manager>,
+    pub auth: Arc<Auth>,
+    limiter: Arc<access::Limiter>,
+}
+
+impl FromRef<AppState> for Arc<Manager> {
+    fn from_ref(st: &AppState) -> Self {
+        st.manager.clone()
+    }
+}
+
 type Shared = State<Arc<Manager>>;
 
+/// JSON bodies larger than this get 413.
+pub const MAX_BODY: usize = 1024 * 1024;
+
 /// A route with and without its trailing slash, as wapi accepted both.
-fn both(
-    r: Router<Arc<Manager>>,
-    path: &str,
-    m: MethodRouter<Arc<Manager>>,
-) -> Router<Arc<Manager>> {
+fn both(r: Router<AppState>, path: &str, m: MethodRouter<AppState>) -> Router<AppState> {
     let bare = path.trim_end_matches('/');
     r.route(bare, m.clone()).route(&format!("{bare}/"), m)
 }
 
-pub fn router(manager: Arc<Manager>) -> Router {
+pub fn router(manager: Arc<Manager>, auth: Arc<Auth>, rate: crate::config::RateLimit) -> Router {
+    let state = AppState {
+        manager,
+        auth,
+        limiter: Arc::new(access::Limiter::new(rate)),
+    };
     let r = Router::new();
     let r = both(r, "/register-session/", post(register));
     let r = both(r, "/send-message/", post(send_message));
@@ -95,7 +117,13 @@ pub fn router(manager: Arc<Manager>) -> Router {
             "/v1/sessions/{name}/webhooks/dead/{event_id}/replay",
             post(replay_one),
         )
-        .with_state(manager)
+        .route("/v1/sessions/{name}/keys", post(session_key))
+        .route("/v1/users/login", post(login))
+        .route("/v1/users/logout", post(logout_user))
+        .route_layer(middleware::from_fn_with_state(state.clone(), access::guard))
+        .layer(middleware::from_fn(envelope::wrap))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
 }
 
 fn name(n: &str) -> Result<&str, ApiError> {
@@ -220,8 +248,13 @@ struct RegisterReq {
     webhook: WebhookFields,
 }
 
-async fn register(State(m): Shared, Body(req): Body<RegisterReq>) -> Result<Response, ApiError> {
+async fn register(
+    State(m): Shared,
+    Extension(who): Extension<Principal>,
+    Body(req): Body<RegisterReq>,
+) -> Result<Response, ApiError> {
     let n = name(&req.session_id)?;
+    access::allow(&who, n)?;
     let mut change = req.webhook.change()?;
     // wapi clients send an empty webhook_url to mean "none given": it
     // keeps the session's URL rather than clearing it.
@@ -245,9 +278,11 @@ struct SendMessageReq {
 
 async fn send_message(
     State(m): Shared,
+    Extension(who): Extension<Principal>,
     Body(req): Body<SendMessageReq>,
 ) -> Result<Response, ApiError> {
     let n = name(&req.session_name)?;
+    access::allow(&who, n)?;
     if req.chat_id.trim().is_empty() {
         return Err(bad("chat_id: must not be empty"));
     }
@@ -297,7 +332,11 @@ async fn connection_info(State(m): Shared, Path(id): Path<String>) -> Result<Res
 
 // --- /v1 ---
 
+/// 200 with the store's state and sessions per status; 503 when the store
+/// does not answer.
 async fn health(State(m): Shared) -> Response {
+    let store = tokio::time::timeout(std::time::Duration::from_secs(3), m.store().ping()).await;
+    let store_ok = matches!(store, Ok(Ok(())));
     let mut counts = serde_json::Map::new();
     for v in m.list() {
         let key = serde_json::to_value(v.status)
@@ -307,7 +346,55 @@ async fn health(State(m): Shared) -> Response {
         let n = counts.get(&key).and_then(Value::as_u64).unwrap_or(0);
         counts.insert(key, json!(n + 1));
     }
-    axum::Json(json!({"ok": true, "sessions": counts})).into_response()
+    let body = json!({
+        "ok": store_ok,
+        "store": if store_ok { "ok" } else { "unreachable" },
+        "sessions": counts,
+    });
+    let status = if store_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    // A monitor reads the same fields either way (plus `errors` on 503).
+    (status, axum::Json(body)).into_response()
+}
+
+// --- credentials ---
+
+async fn login(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (token, expires_at) = st.auth.login(&headers).await?;
+    let expires = chrono::DateTime::from_timestamp(expires_at as i64, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default();
+    Ok(axum::Json(json!({"users": [{"token": token, "expires_after": expires}]})).into_response())
+}
+
+async fn logout_user(State(st): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    st.auth.logout(&headers).await?;
+    Ok(axum::Json(json!({})).into_response())
+}
+
+/// A key that can use this session only (an admin's route).
+async fn session_key(
+    State(st): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(n): Path<String>,
+) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    if matches!(who, Principal::Session { .. }) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "a session key cannot make keys".into(),
+        ));
+    }
+    let v = st.manager.view(n)?;
+    let key = st.auth.issue_session_key(n, v.epoch).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"session": n, "key": key})),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
