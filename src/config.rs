@@ -38,6 +38,10 @@ pub struct Config {
     pub rate_limit: RateLimit,
     /// Unix seconds now; tests move it to expire tokens.
     pub clock: Clock,
+    /// `WAPI_CERT_FILE_PATH` and `WAPI_CERT_KEY_PATH`: serve HTTPS only.
+    pub tls: Option<crate::tls::TlsFiles>,
+    /// `WAPI_SENTRY_DSN`: where errors an operator must see are reported.
+    pub sentry_dsn: Option<Secret>,
 }
 
 /// A secret that never shows in logs or debug output.
@@ -217,6 +221,16 @@ impl Config {
                 },
                 max_backoff: secs("WAPI_WEBHOOK_MAX_BACKOFF_SECS", 300)?,
                 secret: val("WAPI_WEBHOOK_SECRET"),
+                insecure_receivers: match val("WAPI_ENV").as_deref() {
+                    None | Some("prod") => false,
+                    Some("dev") => true,
+                    Some(v) => {
+                        return Err(ConfigError {
+                            var: "WAPI_ENV",
+                            problem: format!("expected dev or prod, got {v:?}"),
+                        });
+                    }
+                },
             },
             auth: auth_settings(&val, listen, flag("WAPI_ALLOW_NO_AUTH", false)?)?,
             rate_limit: RateLimit {
@@ -224,6 +238,26 @@ impl Config {
                 burst: positive(&val, "WAPI_RATE_LIMIT_BURST", 150)?,
             },
             clock: Clock::system(),
+            sentry_dsn: url("WAPI_SENTRY_DSN", &["http://", "https://"])?.map(Secret),
+            tls: match (val("WAPI_CERT_FILE_PATH"), val("WAPI_CERT_KEY_PATH")) {
+                (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                    cert: cert.into(),
+                    key: key.into(),
+                }),
+                (None, None) => None,
+                (Some(_), None) => {
+                    return Err(ConfigError {
+                        var: "WAPI_CERT_KEY_PATH",
+                        problem: "needed with WAPI_CERT_FILE_PATH".into(),
+                    });
+                }
+                (None, Some(_)) => {
+                    return Err(ConfigError {
+                        var: "WAPI_CERT_FILE_PATH",
+                        problem: "needed with WAPI_CERT_KEY_PATH".into(),
+                    });
+                }
+            },
         })
     }
 

@@ -11,6 +11,7 @@ pub mod qr;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod webhook;
 pub mod whatsapp;
 
@@ -81,11 +82,15 @@ impl App {
     /// Opens the store, restores the registered sessions, and serves the API
     /// on `cfg.listen` (port 0 picks a free port; see [`App::addr`]).
     pub async fn start(cfg: Config) -> anyhow::Result<Self> {
+        // A certificate that cannot be used stops start-up before anything
+        // else is touched.
+        let tls = cfg.tls.as_ref().map(tls::server_config).transpose()?;
         std::fs::create_dir_all(cfg.sessions_dir())?;
         std::fs::create_dir_all(cfg.qr_dir())?;
         let cfg = Arc::new(cfg);
         let store = store::open(cfg.redis_url.as_deref(), &cfg.files_root).await?;
-        let webhooks = Webhooks::new(store.clone(), cfg.webhook.clone());
+        let metrics = Arc::new(telemetry::Metrics::new());
+        let webhooks = Webhooks::new(store.clone(), cfg.webhook.clone(), metrics);
         let manager = Manager::new(cfg.clone(), store, webhooks.clone());
         let restored = manager.restore().await?;
         webhooks.resume().await;
@@ -107,13 +112,35 @@ impl App {
         }
         let app = api::router(manager.clone(), auth, cfg.rate_limit);
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
+        let server = match tls {
+            None => tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop_rx.await;
+                    })
+                    .await;
+            }),
+            Some(tls) => {
+                // HTTPS only: nothing listens for plain HTTP.
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                tokio::spawn(async move {
                     let _ = stop_rx.await;
+                    stopper.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+                });
+                let listener = listener.into_std()?;
+                let rustls = axum_server::tls_rustls::RustlsConfig::from_config(tls);
+                tokio::spawn(async move {
+                    if let Err(e) = axum_server::from_tcp_rustls(listener, rustls)
+                        .handle(handle)
+                        .serve(app.into_make_service())
+                        .await
+                    {
+                        tracing::error!("the HTTPS server stopped: {e}");
+                    }
                 })
-                .await;
-        });
+            }
+        };
         let checkout = {
             let manager = manager.clone();
             let every = cfg.checkout_every;

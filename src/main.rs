@@ -28,6 +28,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let _sentry = wapi::telemetry::init_sentry(cfg.sentry_dsn.as_ref().map(|d| d.0.as_str()));
     match wapi::serve(cfg).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -119,6 +119,7 @@ pub fn router(manager: Arc<Manager>, auth: Arc<Auth>, rate: crate::config::RateL
         )
         .route("/v1/sessions/{name}/keys", post(session_key))
         .route("/v1/users/login", post(login))
+        .route("/metrics", get(metrics))
         .route("/v1/users/logout", post(logout_user))
         .route_layer(middleware::from_fn_with_state(state.clone(), access::guard))
         .layer(middleware::from_fn(envelope::wrap))
@@ -332,20 +333,25 @@ async fn connection_info(State(m): Shared, Path(id): Path<String>) -> Result<Res
 
 // --- /v1 ---
 
-/// 200 with the store's state and sessions per status; 503 when the store
-/// does not answer.
-async fn health(State(m): Shared) -> Response {
-    let store = tokio::time::timeout(std::time::Duration::from_secs(3), m.store().ping()).await;
-    let store_ok = matches!(store, Ok(Ok(())));
-    let mut counts = serde_json::Map::new();
+/// How many sessions are in each status, e.g. {"WORKING": 3}.
+fn sessions_by_status(m: &Manager) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
     for v in m.list() {
         let key = serde_json::to_value(v.status)
             .ok()
             .and_then(|s| s.as_str().map(str::to_string))
             .unwrap_or_default();
-        let n = counts.get(&key).and_then(Value::as_u64).unwrap_or(0);
-        counts.insert(key, json!(n + 1));
+        *counts.entry(key).or_default() += 1;
     }
+    counts
+}
+
+/// 200 with the store's state and sessions per status; 503 when the store
+/// does not answer.
+async fn health(State(m): Shared) -> Response {
+    let store = tokio::time::timeout(std::time::Duration::from_secs(3), m.store().ping()).await;
+    let store_ok = matches!(store, Ok(Ok(())));
+    let counts = sessions_by_status(&m);
     let body = json!({
         "ok": store_ok,
         "store": if store_ok { "ok" } else { "unreachable" },
@@ -358,6 +364,24 @@ async fn health(State(m): Shared) -> Response {
     };
     // A monitor reads the same fields either way (plus `errors` on 503).
     (status, axum::Json(body)).into_response()
+}
+
+/// Prometheus text format.
+async fn metrics(State(m): Shared) -> Response {
+    let mut queued = 0i64;
+    if let Ok(sessions) = m.store().outbox_sessions().await {
+        for s in sessions {
+            if let Ok(c) = m.store().outbox_counts(&s).await {
+                queued += c.pending as i64;
+            }
+        }
+    }
+    let by_status: Vec<(String, i64)> = sessions_by_status(&m)
+        .into_iter()
+        .map(|(k, n)| (k, n as i64))
+        .collect();
+    let text = m.metrics().render(&by_status, queued);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 // --- credentials ---

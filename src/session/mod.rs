@@ -298,6 +298,10 @@ impl Manager {
         Ok(())
     }
 
+    pub fn metrics(&self) -> &Arc<crate::telemetry::Metrics> {
+        self.webhooks.metrics()
+    }
+
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

@@ -133,6 +133,12 @@ impl Task {
             v.reason = reason.map(str::to_string);
         });
         info!(session = self.name(), ?old, new = ?status, reason, "session status");
+        if matches!(status, Status::LoggedOut | Status::Failed) {
+            crate::telemetry::report(
+                Some(self.name()),
+                &format!("session is {status:?} ({})", reason.unwrap_or("no reason")),
+            );
+        }
         let jid = self.ctx.view.read().ok().and_then(|v| v.jid.clone());
         let payload = serde_json::json!({
             "status": status,
@@ -236,6 +242,9 @@ impl Task {
                         status,
                     }),
                 };
+                if r.is_ok() {
+                    self.ctx.webhooks.metrics().messages_sent.inc();
+                }
                 let _ = reply.send(r);
             }
             Command::Check => self.check().await,
@@ -447,9 +456,11 @@ impl Task {
                     None => (None, None),
                 };
                 self.clear_qr();
+                let metrics = self.ctx.webhooks.metrics().clone();
                 self.update(|v| {
                     if v.connected_since.is_some() {
                         v.reconnects += 1;
+                        metrics.reconnects.inc();
                     }
                     v.connected_since = Some(now_secs());
                     v.jid = jid.clone();
@@ -551,7 +562,9 @@ impl SessionInbox {
         if webhooks.is_closed() {
             return Err(CommitError::Closing);
         }
+        let mut committed = 0;
         for m in messages.iter().filter(|m| !m.from_me) {
+            committed += 1;
             let id = message_event_id(&name, &m.chat, &m.from, &m.id);
             let payload = serde_json::to_value(m).map_err(|e| CommitError::Other(e.to_string()))?;
             webhooks
@@ -566,6 +579,7 @@ impl SessionInbox {
                 .await
                 .map_err(CommitError::Store)?;
         }
+        webhooks.metrics().messages_received.inc_by(committed);
         Ok(())
     }
 }
@@ -601,6 +615,11 @@ impl Inbox for SessionInbox {
                 Err(CommitError::Store(e)) => e.to_string(),
             };
             self.gave_back.store(true, Ordering::SeqCst);
+            let name = self.view.read().map(|v| v.name.clone()).unwrap_or_default();
+            crate::telemetry::report(
+                Some(&name),
+                "store unreachable: incoming messages handed back to WhatsApp",
+            );
             return Err(err);
         }
     }

@@ -32,6 +32,8 @@ pub struct Settings {
     pub max_backoff: Duration,
     /// Signs every POST (`WAPI_WEBHOOK_SECRET`).
     pub secret: Option<String>,
+    /// `WAPI_ENV=dev`: do not verify receivers' certificates.
+    pub insecure_receivers: bool,
 }
 
 /// The event id of a message: stable for (session, chat, sender, message
@@ -76,6 +78,7 @@ impl WeakWebhooks {
 
 struct Inner {
     store: Arc<dyn Store>,
+    metrics: Arc<crate::telemetry::Metrics>,
     http: reqwest::Client,
     settings: Settings,
     workers: Mutex<HashMap<String, Worker>>,
@@ -92,15 +95,23 @@ struct Worker {
 }
 
 impl Webhooks {
-    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: Settings,
+        metrics: Arc<crate::telemetry::Metrics>,
+    ) -> Self {
         // One client for every session: keep-alive connections per receiver.
         let http = reqwest::Client::builder()
             .pool_idle_timeout(Duration::from_secs(90))
+            // WAPI_ENV=dev (wapi's meaning): receivers with self-signed
+            // certificates are accepted.
+            .danger_accept_invalid_certs(settings.insecure_receivers)
             .build()
             .unwrap_or_default();
         Self {
             inner: Arc::new(Inner {
                 store,
+                metrics,
                 http,
                 settings,
                 workers: Mutex::new(HashMap::new()),
@@ -108,6 +119,10 @@ impl Webhooks {
                 subscriptions: Mutex::new(HashMap::new()),
             }),
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<crate::telemetry::Metrics> {
+        &self.inner.metrics
     }
 
     /// Shutting down: no new events are taken.
@@ -289,12 +304,23 @@ impl Webhooks {
 async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
     let store = hooks.inner.store.clone();
     let settings = hooks.inner.settings.clone();
+    // Reported once per outage, not once per retry.
+    let mut store_down = false;
     while hooks.alive(&session, &notify) {
         let woken = notify.notified();
         let pending = match store.outbox_pending(&session, 32).await {
-            Ok(p) => p,
+            Ok(p) => {
+                store_down = false;
+                p
+            }
             Err(e) => {
                 warn!(session, "cannot read the outbox: {e}");
+                if !std::mem::replace(&mut store_down, true) {
+                    crate::telemetry::report(
+                        Some(&session),
+                        "store unreachable: cannot read the outbox",
+                    );
+                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 continue;
             }
@@ -316,6 +342,12 @@ async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
             let outcome = post(&hooks.inner.http, &settings, &url, &sub, &ev).await;
             match outcome {
                 Outcome::Delivered => {
+                    let m = &hooks.inner.metrics;
+                    m.deliveries.with_label_values(&["delivered"]).inc();
+                    if let Some(at) = ev.body["timestamp"].as_u64() {
+                        m.delivery_latency
+                            .observe(now_ms().saturating_sub(at) as f64 / 1000.0);
+                    }
                     if let Err(e) = store.outbox_remove(&session, &ev.id).await {
                         warn!(session, "cannot mark {} delivered: {e}", ev.id);
                     }
@@ -326,6 +358,12 @@ async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
                     error,
                     after,
                 } => {
+                    hooks
+                        .inner
+                        .metrics
+                        .deliveries
+                        .with_label_values(&["retried"])
+                        .inc();
                     ev.attempts += 1;
                     ev.last_status = status;
                     ev.last_error = Some(error);
@@ -351,6 +389,12 @@ async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
                     break;
                 }
                 Outcome::Dead { status, error } => {
+                    hooks
+                        .inner
+                        .metrics
+                        .deliveries
+                        .with_label_values(&["dead"])
+                        .inc();
                     ev.attempts += 1;
                     ev.last_status = Some(status);
                     ev.last_error = Some(error);
@@ -362,6 +406,13 @@ async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
 }
 
 async fn kill(store: &dyn Store, session: &str, ev: &OutboxEvent) {
+    crate::telemetry::report(
+        Some(session),
+        &format!(
+            "webhook event {} moved to the dead letters after {} attempt(s) (status {:?})",
+            ev.id, ev.attempts, ev.last_status
+        ),
+    );
     warn!(
         session,
         id = ev.id,

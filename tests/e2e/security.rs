@@ -358,3 +358,74 @@ async fn random_requests_never_get_a_5xx() {
     }
     bridge.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_generated_certificate_and_only_https() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let make = |name: &str| {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
+        let cert = dir.path().join(format!("{name}.crt"));
+        let key = dir.path().join(format!("{name}.key"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        (cert, key, ck.cert.pem())
+    };
+    let (cert, key, pem) = make("a");
+    let (_, other_key, _) = make("b");
+
+    // A key of another certificate, and a file that is not there: start-up
+    // stops, naming the variable.
+    for (files, var) in [
+        ((cert.clone(), other_key), "WAPI_CERT_KEY_PATH"),
+        (
+            (dir.path().join("none.crt"), key.clone()),
+            "WAPI_CERT_FILE_PATH",
+        ),
+    ] {
+        let mut cfg = config(&sim, &dir.path().join("bad"), &StoreKind::Embedded);
+        cfg.tls = Some(wapi::tls::TlsFiles {
+            cert: files.0,
+            key: files.1,
+        });
+        let e = wapi::App::start(cfg).await.err().expect("refused");
+        assert!(e.to_string().contains(var), "{e}");
+    }
+
+    let mut cfg = config(&sim, &dir.path().join("ok"), &StoreKind::Embedded);
+    cfg.tls = Some(wapi::tls::TlsFiles { cert, key });
+    let bridge = Bridge::start(cfg).await;
+    let port = bridge.app.addr().port();
+    let trusting = |max: Option<reqwest::tls::Version>| {
+        let mut b = reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap());
+        if let Some(v) = max {
+            b = b.max_tls_version(v);
+        }
+        b.build().unwrap()
+    };
+    for max in [None, Some(reqwest::tls::Version::TLS_1_2)] {
+        let r = trusting(max)
+            .get(format!("https://localhost:{port}/v1/health"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // Plain HTTP gets nothing; a client that does not trust the
+    // certificate cannot connect.
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{port}/v1/health"))
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+    );
+    assert!(
+        reqwest::get(format!("https://localhost:{port}/v1/health"))
+            .await
+            .is_err()
+    );
+    bridge.stop().await;
+}

@@ -481,3 +481,22 @@ pub fn error_text(v: &Value) -> Option<&str> {
         .as_str()
         .or_else(|| v["errors"][0]["details"].as_str())
 }
+
+/// Prometheus text: every sample as (name with labels, value).
+pub fn parse_metrics(text: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l.rsplit_once(' ').expect("NAME VALUE");
+            (name.to_string(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+pub fn metric(samples: &[(String, f64)], name: &str) -> f64 {
+    samples
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| *v)
+        .unwrap_or_else(|| panic!("no metric {name}"))
+}

@@ -101,6 +101,21 @@ async fn retried_after_5xx_and_dead_after_4xx_then_replayed() {
         .post("/v1/sessions/w1/webhooks/dead/evt_nope/replay", json!({}))
         .await;
     assert_eq!(r.status(), 404);
+
+    // The same story in the metrics.
+    let text = bridge.get("/metrics").await.text().await.unwrap();
+    let m = parse_metrics(&text);
+    assert!(metric(&m, r#"wapi_webhook_deliveries_total{outcome="retried"}"#) >= 2.0);
+    assert!(metric(&m, r#"wapi_webhook_deliveries_total{outcome="dead"}"#) >= 1.0);
+    assert!(metric(&m, r#"wapi_webhook_deliveries_total{outcome="delivered"}"#) >= 3.0);
+    assert!(metric(&m, "wapi_messages_received_total") >= 2.0);
+    assert_eq!(metric(&m, r#"wapi_sessions{status="WORKING"}"#), 1.0);
+    assert_eq!(metric(&m, "wapi_webhook_queue_depth"), 0.0);
+    assert!(metric(&m, "wapi_webhook_delivery_seconds_count") >= 3.0);
+    assert!(
+        m.iter()
+            .any(|(n, _)| n.starts_with("wapi_webhook_delivery_seconds_bucket"))
+    );
     bridge.stop().await;
 }
 
