@@ -18,7 +18,8 @@ pub fn meta() -> Value {
 }
 
 pub async fn wrap(req: Request, next: Next) -> Response {
-    let v1 = req.uri().path().starts_with("/v1/");
+    // The OpenAPI document is what it is: no envelope around it.
+    let v1 = req.uri().path().starts_with("/v1/") && req.uri().path() != "/v1/openapi.json";
     let res = next.run(req).await;
     let is_json = res
         .headers()

@@ -3,13 +3,16 @@
 
 mod access;
 mod envelope;
+mod openapi;
+
+use openapi::endpoints;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Extension, FromRef, FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get};
 use axum::{Router, middleware};
 use base64::Engine as _;
 use serde::Deserialize;
@@ -94,34 +97,18 @@ pub fn router(manager: Arc<Manager>, auth: Arc<Auth>, rate: crate::config::RateL
         auth,
         limiter: Arc::new(access::Limiter::new(rate)),
     };
-    let r = Router::new();
-    let r = both(r, "/register-session/", post(register));
-    let r = both(r, "/send-message/", post(send_message));
-    let r = both(r, "/get-qr-code/{id}/", get(qr_png));
-    let r = both(r, "/get-session-info/{id}/", get(session_info));
-    let r = both(r, "/get-active-connection-info/{id}/", get(connection_info));
-    r.route("/v1/health", get(health))
-        .route("/v1/sessions", post(create).get(list))
-        .route("/v1/sessions/{name}", get(show).patch(patch).delete(delete))
-        .route("/v1/sessions/{name}/start", post(start))
-        .route("/v1/sessions/{name}/stop", post(stop))
-        .route("/v1/sessions/{name}/restart", post(restart))
-        .route("/v1/sessions/{name}/logout", post(logout))
-        .route("/v1/sessions/{name}/qr", get(qr))
-        .route("/v1/sessions/{name}/pair-code", post(pair_code))
-        .route("/v1/sessions/{name}/messages", post(send))
-        .route("/v1/sessions/{name}/webhooks", get(webhook_stats))
-        .route("/v1/sessions/{name}/webhooks/dead", get(dead_letters))
-        .route("/v1/sessions/{name}/webhooks/dead/replay", post(replay_all))
-        .route(
-            "/v1/sessions/{name}/webhooks/dead/{event_id}/replay",
-            post(replay_one),
-        )
-        .route("/v1/sessions/{name}/keys", post(session_key))
-        .route("/v1/users/login", post(login))
-        .route("/metrics", get(metrics))
-        .route("/v1/users/logout", post(logout_user))
-        .route_layer(middleware::from_fn_with_state(state.clone(), access::guard))
+    let mut r = Router::new();
+    for e in endpoints() {
+        r = if e.wapi {
+            both(r, e.path, e.handler)
+        } else {
+            r.route(e.path, e.handler)
+        };
+    }
+    r.route_layer(middleware::from_fn_with_state(state.clone(), access::guard))
+        // The docs page is static (no data, no secrets): it is served
+        // without a credential and asks for one to load the document.
+        .route("/docs", get(openapi::page))
         .layer(middleware::from_fn(envelope::wrap))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -166,15 +153,23 @@ where
 
 /// The webhook settings a register, create or patch body may carry. An
 /// absent field leaves the setting alone; `null` (or "") clears it.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 struct WebhookFields {
+    /// http(s) URL; null clears it.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
     webhook_url: Option<Option<String>>,
+    /// native (default), cloud or wapi.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
     webhook_format: Option<Option<String>>,
+    /// Signs this session's deliveries; never returned.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
     webhook_secret: Option<Option<String>>,
+    /// Any of message, message.status, session.status; null means all.
     #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<Vec<String>>")]
     webhook_events: Option<Option<Vec<String>>>,
 }
 
@@ -242,7 +237,7 @@ fn opt_url(url: Option<String>, field: &str) -> Result<Option<String>, ApiError>
 
 // --- wapi routes ---
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct RegisterReq {
     session_id: String,
     #[serde(flatten)]
@@ -270,7 +265,7 @@ async fn register(
     Ok(axum::Json(body).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct SendMessageReq {
     chat_id: String,
     text: String,
@@ -421,7 +416,7 @@ async fn session_key(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct CreateReq {
     name: String,
     #[serde(default)]
@@ -447,7 +442,7 @@ async fn show(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiEr
     Ok(axum::Json(view_json(&v)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct PatchReq {
     #[serde(flatten)]
     webhook: WebhookFields,
@@ -522,7 +517,7 @@ async fn qr(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct PairCodeReq {
     phone: String,
 }
@@ -553,7 +548,7 @@ async fn pair_code(
     Ok(axum::Json(json!({"code": code})).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 struct SendReq {
     to: String,
     text: String,

@@ -272,6 +272,9 @@ async fn random_requests_never_get_a_5xx() {
         "/v1/sessions/{s}/keys",
         "/v1/users/login",
         "/v1/users/logout",
+        "/v1/openapi.json",
+        "/metrics",
+        "/docs",
         "/{s}",
     ];
     let segments = [
@@ -427,5 +430,104 @@ async fn https_with_a_generated_certificate_and_only_https() {
             .await
             .is_err()
     );
+    bridge.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_valid_and_covers_every_route() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(AtomicU64::new(0));
+    let mut cfg = config(&sim, dir.path(), &StoreKind::Embedded);
+    secured(&mut cfg, &clock);
+    let bridge = Bridge::start(cfg).await;
+    assert_eq!(bridge.get("/v1/openapi.json").await.status(), 401);
+    let r = bridge
+        .http
+        .get(format!("{}/v1/openapi.json", bridge.base))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let raw: Value = r.json().await.unwrap();
+    let doc: openapiv3::OpenAPI =
+        serde_json::from_value(raw.clone()).expect("an OpenAPI 3 document");
+    assert_eq!(doc.openapi, "3.0.3");
+    let routes = [
+        ("post", "/register-session/"),
+        ("post", "/send-message/"),
+        ("get", "/get-qr-code/{id}/"),
+        ("get", "/get-session-info/{id}/"),
+        ("get", "/get-active-connection-info/{id}/"),
+        ("get", "/v1/health"),
+        ("get", "/v1/openapi.json"),
+        ("post", "/v1/sessions"),
+        ("get", "/v1/sessions"),
+        ("get", "/v1/sessions/{name}"),
+        ("patch", "/v1/sessions/{name}"),
+        ("delete", "/v1/sessions/{name}"),
+        ("post", "/v1/sessions/{name}/start"),
+        ("post", "/v1/sessions/{name}/stop"),
+        ("post", "/v1/sessions/{name}/restart"),
+        ("post", "/v1/sessions/{name}/logout"),
+        ("get", "/v1/sessions/{name}/qr"),
+        ("post", "/v1/sessions/{name}/pair-code"),
+        ("post", "/v1/sessions/{name}/messages"),
+        ("get", "/v1/sessions/{name}/webhooks"),
+        ("get", "/v1/sessions/{name}/webhooks/dead"),
+        ("post", "/v1/sessions/{name}/webhooks/dead/replay"),
+        (
+            "post",
+            "/v1/sessions/{name}/webhooks/dead/{event_id}/replay",
+        ),
+        ("post", "/v1/sessions/{name}/keys"),
+        ("post", "/v1/users/login"),
+        ("post", "/v1/users/logout"),
+        ("get", "/metrics"),
+    ];
+    let documented: usize = raw["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|m| m.as_object().unwrap().len())
+        .sum();
+    assert_eq!(documented, routes.len(), "no route more, none less");
+    for (method, path) in routes {
+        let op = &raw["paths"][path][method];
+        assert!(op["responses"].is_object(), "{method} {path} is documented");
+        // And it is served: never a 404 for a missing route or a 405.
+        let url = format!(
+            "{}{}",
+            bridge.base,
+            path.replace("{id}", "nope")
+                .replace("{name}", "nope")
+                .replace("{event_id}", "e")
+        );
+        let r = bridge
+            .http
+            .request(
+                reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap(),
+                url,
+            )
+            .header("x-api-key", KEY)
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status(), 405, "{method} {path}");
+    }
+    let create = &raw["paths"]["/v1/sessions"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert!(create["properties"]["name"].is_object(), "{create}");
+    assert!(
+        create["properties"]["webhook_format"].is_object(),
+        "{create}"
+    );
+
+    // The page renders it with nothing fetched from elsewhere.
+    let html = bridge.get("/docs").await.text().await.unwrap();
+    assert!(html.contains("/v1/openapi.json"));
+    assert!(!html.contains("://"), "no external asset");
     bridge.stop().await;
 }

@@ -1,0 +1,490 @@
+//! The route table: the router and the OpenAPI document are both made from
+//! it, so the document cannot leave a route out or describe one that is not
+//! there. Request schemas come from the request types (schemars); response
+//! schemas are written next to their routes.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, patch, post};
+use schemars::JsonSchema;
+use serde_json::{Map, Value, json};
+
+use super::*;
+
+/// One route: how it is served and how it is documented.
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// wapi's routes answer with and without the trailing slash.
+    pub wapi: bool,
+    pub summary: &'static str,
+    pub request: Option<Value>,
+    /// Success status and the schema of its body (`None`: no JSON body).
+    pub status: u16,
+    pub response: Option<Value>,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn request<T: JsonSchema>() -> Option<Value> {
+    let settings = schemars::generate::SchemaSettings::openapi3();
+    let schema = settings.into_generator().into_root_schema_for::<T>();
+    let mut v = serde_json::to_value(schema).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("$schema");
+        o.remove("title");
+    }
+    Some(v)
+}
+
+/// `{"type": "object", "properties": {..}}` from (name, type) pairs; a type
+/// is a JSON schema type name or a whole schema.
+fn object(fields: &[(&str, Value)]) -> Value {
+    let props: Map<String, Value> = fields
+        .iter()
+        .map(|(k, t)| {
+            let schema = match t {
+                Value::String(ty) => json!({ "type": ty }),
+                other => other.clone(),
+            };
+            (k.to_string(), schema)
+        })
+        .collect();
+    json!({"type": "object", "properties": props})
+}
+
+fn t(ty: &str) -> Value {
+    Value::String(ty.into())
+}
+
+fn session() -> Value {
+    object(&[
+        ("name", t("string")),
+        (
+            "status",
+            json!({"type": "string", "enum": ["STARTING", "SCAN_QR_CODE", "WORKING", "RECONNECTING", "STOPPED", "LOGGED_OUT", "FAILED"]}),
+        ),
+        ("reason", json!({"type": "string", "nullable": true})),
+        ("jid", json!({"type": "string", "nullable": true})),
+        ("push_name", json!({"type": "string", "nullable": true})),
+        ("webhook_url", json!({"type": "string", "nullable": true})),
+        (
+            "webhook_format",
+            json!({"type": "string", "enum": ["native", "cloud", "wapi"]}),
+        ),
+        (
+            "webhook_events",
+            json!({"type": "array", "items": {"type": "string"}, "nullable": true}),
+        ),
+        ("webhook_secret_set", t("boolean")),
+        ("created_at", t("integer")),
+        ("connected", t("boolean")),
+    ])
+}
+
+fn outbox_event() -> Value {
+    object(&[
+        ("id", t("string")),
+        ("event", t("string")),
+        ("attempts", t("integer")),
+        ("last_status", json!({"type": "integer", "nullable": true})),
+        ("last_error", json!({"type": "string", "nullable": true})),
+        ("body", t("object")),
+    ])
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ep(
+    method: &'static str,
+    path: &'static str,
+    summary: &'static str,
+    request: Option<Value>,
+    status: u16,
+    response: Option<Value>,
+    handler: MethodRouter<AppState>,
+) -> Endpoint {
+    Endpoint {
+        method,
+        path,
+        wapi: !path.starts_with("/v1") && path != "/metrics",
+        summary,
+        request,
+        status,
+        response,
+        handler,
+    }
+}
+
+pub fn endpoints() -> Vec<Endpoint> {
+    let replayed = object(&[("replayed", t("integer"))]);
+    vec![
+        ep(
+            "post",
+            "/register-session/",
+            "wapi: create (if needed) and start a session",
+            request::<RegisterReq>(),
+            200,
+            Some(object(&[
+                ("session_id", t("string")),
+                ("status", t("string")),
+                ("qr_url", t("string")),
+            ])),
+            post(register),
+        ),
+        ep(
+            "post",
+            "/send-message/",
+            "wapi: send a text",
+            request::<SendMessageReq>(),
+            200,
+            Some(object(&[("message_id", t("string"))])),
+            post(send_message),
+        ),
+        ep(
+            "get",
+            "/get-qr-code/{id}/",
+            "wapi: the QR code as a PNG",
+            None,
+            200,
+            None,
+            get(qr_png),
+        ),
+        ep(
+            "get",
+            "/get-session-info/{id}/",
+            "wapi: a session",
+            None,
+            200,
+            Some(object(&[
+                ("session_id", t("string")),
+                ("status", t("string")),
+                ("reason", t("string")),
+                ("jid", t("string")),
+                ("push_name", t("string")),
+                ("webhook_url", t("string")),
+                ("created_at", t("integer")),
+            ])),
+            get(session_info),
+        ),
+        ep(
+            "get",
+            "/get-active-connection-info/{id}/",
+            "wapi: the session's connection",
+            None,
+            200,
+            Some(object(&[
+                ("connected", t("boolean")),
+                ("jid", t("string")),
+                ("since", t("integer")),
+                ("reconnects", t("integer")),
+            ])),
+            get(connection_info),
+        ),
+        ep(
+            "get",
+            "/v1/health",
+            "Store state and sessions per status (no credential; 503 without the store)",
+            None,
+            200,
+            Some(object(&[
+                ("ok", t("boolean")),
+                ("store", t("string")),
+                ("sessions", t("object")),
+            ])),
+            get(health),
+        ),
+        ep(
+            "get",
+            "/v1/openapi.json",
+            "This document",
+            None,
+            200,
+            Some(t("object").into_schema()),
+            get(document),
+        ),
+        ep(
+            "post",
+            "/v1/sessions",
+            "Create a session",
+            request::<CreateReq>(),
+            201,
+            Some(session()),
+            post(create),
+        ),
+        ep(
+            "get",
+            "/v1/sessions",
+            "All sessions",
+            None,
+            200,
+            Some(object(&[(
+                "sessions",
+                json!({"type": "array", "items": session()}),
+            )])),
+            get(list),
+        ),
+        ep(
+            "get",
+            "/v1/sessions/{name}",
+            "A session",
+            None,
+            200,
+            Some(session()),
+            get(show),
+        ),
+        ep(
+            "patch",
+            "/v1/sessions/{name}",
+            "Change a session's webhook settings",
+            request::<PatchReq>(),
+            200,
+            Some(session()),
+            patch(super::patch),
+        ),
+        ep(
+            "delete",
+            "/v1/sessions/{name}",
+            "Log out and delete a session",
+            None,
+            204,
+            None,
+            delete(super::delete),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/start",
+            "Start",
+            None,
+            200,
+            Some(session()),
+            post(start),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/stop",
+            "Stop (kept stopped across restarts)",
+            None,
+            200,
+            Some(session()),
+            post(stop),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/restart",
+            "Restart the client",
+            None,
+            200,
+            Some(session()),
+            post(restart),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/logout",
+            "Unlink the device",
+            None,
+            200,
+            Some(session()),
+            post(logout),
+        ),
+        ep(
+            "get",
+            "/v1/sessions/{name}/qr",
+            "The QR code: PNG, or JSON with Accept: application/json",
+            None,
+            200,
+            Some(object(&[
+                ("code", t("string")),
+                ("png_base64", t("string")),
+                ("expires_at", t("integer")),
+            ])),
+            get(qr),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/pair-code",
+            "Link with a pair code instead of a QR code",
+            request::<PairCodeReq>(),
+            200,
+            Some(object(&[("code", t("string"))])),
+            post(pair_code),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/messages",
+            "Send a text",
+            request::<SendReq>(),
+            201,
+            Some(object(&[("id", t("string")), ("to", t("string"))])),
+            post(send),
+        ),
+        ep(
+            "get",
+            "/v1/sessions/{name}/webhooks",
+            "Webhook outbox counts",
+            None,
+            200,
+            Some(object(&[
+                ("pending", t("integer")),
+                ("retrying", t("integer")),
+                ("dead", t("integer")),
+                ("delivered", t("integer")),
+                ("last_error", json!({"type": "string", "nullable": true})),
+            ])),
+            get(webhook_stats),
+        ),
+        ep(
+            "get",
+            "/v1/sessions/{name}/webhooks/dead",
+            "Dead letters",
+            None,
+            200,
+            Some(object(&[(
+                "dead",
+                json!({"type": "array", "items": outbox_event()}),
+            )])),
+            get(dead_letters),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/webhooks/dead/replay",
+            "Queue every dead letter again",
+            None,
+            200,
+            Some(replayed.clone()),
+            post(replay_all),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/webhooks/dead/{event_id}/replay",
+            "Queue one dead letter again",
+            None,
+            200,
+            Some(replayed),
+            post(replay_one),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/keys",
+            "A key that can use this session only",
+            None,
+            201,
+            Some(object(&[("session", t("string")), ("key", t("string"))])),
+            post(session_key),
+        ),
+        ep(
+            "post",
+            "/v1/users/login",
+            "Exchange the admin's HTTP Basic credentials for a 7-day token",
+            None,
+            200,
+            Some(object(&[(
+                "users",
+                json!({"type": "array", "items": object(&[("token", t("string")), ("expires_after", json!({"type": "string", "format": "date-time"}))])}),
+            )])),
+            post(login),
+        ),
+        ep(
+            "post",
+            "/v1/users/logout",
+            "Revoke the login token of the request",
+            None,
+            200,
+            Some(t("object").into_schema()),
+            post(logout_user),
+        ),
+        ep(
+            "get",
+            "/metrics",
+            "Prometheus metrics (text)",
+            None,
+            200,
+            None,
+            get(metrics),
+        ),
+    ]
+}
+
+trait IntoSchema {
+    fn into_schema(self) -> Value;
+}
+
+impl IntoSchema for Value {
+    fn into_schema(self) -> Value {
+        match self {
+            Value::String(ty) => json!({ "type": ty }),
+            other => other,
+        }
+    }
+}
+
+/// The OpenAPI 3.0 document of every route in [`endpoints`].
+pub fn build() -> Value {
+    let error = json!({"type": "object", "properties": {
+        "meta": {"type": "object"},
+        "error": {"type": "string", "description": "wapi routes"},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "code": {"type": "integer"}, "title": {"type": "string"}, "details": {"type": "string"}}}},
+    }});
+    let mut paths = Map::new();
+    for e in endpoints() {
+        let params: Vec<Value> = e
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut ok = json!({"description": "success"});
+        if let Some(schema) = &e.response {
+            ok["content"] = json!({"application/json": {"schema": schema}});
+        } else if e.path.contains("qr") {
+            ok["content"] =
+                json!({"image/png": {"schema": {"type": "string", "format": "binary"}}});
+        } else if e.path == "/metrics" {
+            ok["content"] = json!({"text/plain": {"schema": {"type": "string"}}});
+        }
+        let mut op = json!({
+            "summary": e.summary,
+            "operationId": format!("{}{}", e.method, e.path.replace(['/', '{', '}', '-', '.'], "_")),
+            "responses": {
+                e.status.to_string(): ok,
+                "default": {"description": "an error", "content": {"application/json": {"schema": error.clone()}}},
+            },
+        });
+        if !params.is_empty() {
+            op["parameters"] = json!(params);
+        }
+        if let Some(schema) = &e.request {
+            op["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": schema}}});
+        }
+        if e.path != "/v1/health" && e.path != "/v1/users/login" {
+            op["security"] = json!([{"bearer": []}, {"apiKey": []}]);
+        }
+        let entry = paths.entry(e.path.to_string()).or_insert_with(|| json!({}));
+        entry[e.method] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "wapi", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "A multi-session WhatsApp Web bridge"},
+        "paths": paths,
+        "components": {"securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
+            "basic": {"type": "http", "scheme": "basic"},
+        }},
+    })
+}
+
+pub async fn document(State(_): State<Arc<Manager>>) -> Response {
+    axum::Json(build()).into_response()
+}
+
+/// A page that renders the document, with nothing loaded from elsewhere.
+pub async fn page() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("docs.html"),
+    )
+        .into_response()
+}
