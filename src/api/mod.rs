@@ -50,20 +50,71 @@ fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-/// A JSON body whose rejections are 400s naming the problem.
+/// A JSON body whose rejections are 400s naming the field: malformed JSON,
+/// a wrong type (`name: invalid type: integer...`) or a field the route does
+/// not know (checked against the same schema the OpenAPI document shows).
 pub struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+impl<S: Send + Sync, T: DeserializeOwned + schemars::JsonSchema> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| ApiError(e.status(), e.body_text()))?;
-        serde_json::from_slice(&bytes)
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
+        if let Value::Object(fields) = &value {
+            let known = known_fields::<T>();
+            if let Some(unknown) = fields.keys().find(|k| !known.contains(k)) {
+                return Err(bad(format!(
+                    "{unknown}: unknown field; expected any of {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        serde_path_to_error::deserialize(&value)
             .map(Body)
-            .map_err(|e| bad(format!("invalid JSON body: {e}")))
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let what = if path == "." {
+                    culprit::<T>(&value).unwrap_or_else(|| "body".into())
+                } else {
+                    path
+                };
+                bad(format!("{what}: {}", e.into_inner()))
+            })
     }
+}
+
+/// The field to blame when the error has no path (fields of a flattened
+/// part lose it): the one whose removal makes the body parse, but for the
+/// fields it then lacks.
+fn culprit<T: DeserializeOwned>(value: &Value) -> Option<String> {
+    let fields = value.as_object()?;
+    let parses_without = |k: &String, or_lacks: bool| {
+        let mut without = fields.clone();
+        without.remove(k);
+        match serde_json::from_value::<T>(Value::Object(without)) {
+            Ok(_) => true,
+            Err(e) => or_lacks && e.to_string().starts_with("missing field"),
+        }
+    };
+    let keys = || fields.keys();
+    keys()
+        .find(|k| parses_without(k, false))
+        .or_else(|| keys().find(|k| parses_without(k, true)))
+        .cloned()
+}
+
+/// The top-level field names of a request type, from its JSON schema.
+fn known_fields<T: schemars::JsonSchema>() -> Vec<String> {
+    let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// What the handlers and the gate share.
@@ -607,6 +658,16 @@ async fn replay_one(
     Path((n, event_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let n = name(&n)?;
+    if event_id.is_empty()
+        || event_id.len() > 64
+        || !event_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(bad(format!(
+            "event_id {event_id:?}: expected an id like evt_<hex>"
+        )));
+    }
     m.view(n)?;
     let moved = m.replay(n, Some(&event_id)).await?;
     if moved == 0 {

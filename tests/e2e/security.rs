@@ -208,6 +208,36 @@ async fn rate_limits_body_limits_and_health_without_the_store() {
     // Per endpoint: another route still has its own allowance.
     assert_eq!(bridge.get("/v1/health").await.status(), 200);
 
+    // Wrong types and unknown fields: 400 naming the field.
+    for (body, field) in [
+        (json!({"name": 5}), "name"),
+        (json!({"name": "ok", "start": "yes"}), "start"),
+        (json!({"name": "ok", "colour": "red"}), "colour"),
+        (
+            json!({"name": "ok", "webhook_events": "message"}),
+            "webhook_events",
+        ),
+    ] {
+        let r = bridge
+            .http
+            .post(format!("{}/v1/sessions", bridge.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let v: Value = r.json().await.unwrap();
+        let e = error_text(&v).unwrap();
+        assert!(e.starts_with(field), "{body}: {e}");
+    }
+    let r = bridge
+        .post(
+            "/v1/sessions/x/webhooks/dead/..%2F..%2Fetc/replay",
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+
     // Over 1 MiB: 413, in the envelope.
     let big = json!({"name": "x".repeat(1024 * 1024 + 10)});
     let r = bridge.post("/register-session/", big.clone()).await;
