@@ -33,7 +33,15 @@ pub async fn serve(cfg: Config) -> anyhow::Result<()> {
     let app = App::start(cfg).await?;
     shutdown_signal().await;
     info!("shutting down");
-    app.shutdown().await;
+    // Sessions stop together, each flush bounded at 5 s by the client
+    // wrapper; the whole is bounded too, so that a supervisor's 10 s grace
+    // period is never overrun.
+    if tokio::time::timeout(std::time::Duration::from_secs(9), app.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown took over 9 s: exiting with some sessions not flushed");
+    }
     Ok(())
 }
 

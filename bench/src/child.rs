@@ -6,10 +6,22 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::process::{Child, Command};
 
-/// This same binary, to run one of its child roles.
+/// This same binary, to run one of its child roles. `BENCH_WRAP_SERVE`
+/// (e.g. `valgrind --tool=callgrind`) runs the bridge under a profiler.
 pub fn me(role: &str) -> anyhow::Result<Command> {
     let exe = std::env::current_exe().context("the benchmark's own path")?;
-    let mut c = Command::new(exe);
+    let wrapper = std::env::var("BENCH_WRAP_SERVE")
+        .ok()
+        .filter(|w| role == "serve" && !w.trim().is_empty());
+    let mut c = match wrapper {
+        Some(w) => {
+            let mut words = w.split_whitespace();
+            let mut c = Command::new(words.next().unwrap_or_default());
+            c.args(words).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
     c.arg(role).kill_on_drop(true).stderr(Stdio::null());
     Ok(c)
 }

@@ -18,11 +18,15 @@ use crate::receiver::Receiver;
 const LINK_CONCURRENCY: usize = 20;
 const MIB: f64 = 1024.0 * 1024.0;
 
-fn figure(name: &str, fields: Value) {
-    let mut v = json!({"bench": "wapi", "figure": name});
-    if let (Some(o), Some(f)) = (v.as_object_mut(), fields.as_object()) {
+fn extend(v: &mut Value, more: &Value) {
+    if let (Some(o), Some(f)) = (v.as_object_mut(), more.as_object()) {
         o.extend(f.clone());
     }
+}
+
+fn figure(name: &str, fields: Value) {
+    let mut v = json!({"bench": "wapi", "figure": name});
+    extend(&mut v, &fields);
     println!("{v}");
 }
 
@@ -265,12 +269,11 @@ pub async fn all(p: Params) -> anyhow::Result<()> {
     // receiver's own ceiling.
     let busy = p.busy_sessions;
     let per = (p.inbound / busy).max(1);
-    let rate = inbound_burst(&sim, &hook, 0..busy, per).await?;
-    figure(
-        "inbound_throughput",
-        json!({"store": "embedded", "messages": busy * per, "sessions": busy,
-               "msg_per_s": round(rate, 0)}),
-    );
+    let (rate, cpu) = inbound_burst(&sim, &hook, bridge_pid, 0..busy, per).await?;
+    let mut fig = json!({"store": "embedded", "messages": busy * per, "sessions": busy,
+                         "msg_per_s": round(rate, 0)});
+    extend(&mut fig, &cpu);
+    figure("inbound_throughput", fig);
     let lat = latency(&sim, &hook, busy, p.rate, p.rate_secs).await?;
     figure("inbound_latency", lat);
     let ceiling = ceiling(&hook, busy * per, busy).await?;
@@ -301,11 +304,12 @@ pub async fn all(p: Params) -> anyhow::Result<()> {
 
     // The same inbound burst with Redis as the store, if there is one.
     match redis_inbound(&sim, &hook, dir.path(), busy, per).await {
-        Ok(rate) => figure(
-            "inbound_throughput",
-            json!({"store": "redis", "messages": busy * per, "sessions": busy,
-                   "msg_per_s": round(rate, 0), "bridge_over_ceiling": round(rate / ceiling, 3)}),
-        ),
+        Ok((rate, cpu)) => {
+            let mut fig = json!({"store": "redis", "messages": busy * per, "sessions": busy,
+                   "msg_per_s": round(rate, 0), "bridge_over_ceiling": round(rate / ceiling, 3)});
+            extend(&mut fig, &cpu);
+            figure("inbound_throughput", fig);
+        }
         Err(e) => figure(
             "inbound_throughput",
             json!({"store": "redis", "skipped": e.to_string()}),
@@ -337,14 +341,18 @@ const REDIS_OFFSET: usize = 100_000;
 
 /// `per` messages to each of the `sessions`, all at once;
 /// returns messages per second from the first send to the last arrival.
+/// Also says where the CPU went: the bridge's cores, and this process's
+/// (the contacts' encryption, the simulator, the receiver).
 async fn inbound_burst(
     sim: &Arc<SimHandle>,
     hook: &Receiver,
+    bridge_pid: u32,
     sessions: std::ops::Range<usize>,
     per: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, Value)> {
     let before = hook.messages();
     let total = (sessions.len() * per) as u64;
+    let (bridge0, own0) = (cpu_time(bridge_pid)?, cpu_time(std::process::id())?);
     let t = Instant::now();
     let mut tasks = Vec::new();
     for i in sessions {
@@ -370,7 +378,15 @@ async fn inbound_burst(
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    Ok(total as f64 / t.elapsed().as_secs_f64())
+    let secs = t.elapsed().as_secs_f64();
+    let bridge = (cpu_time(bridge_pid)? - bridge0).as_secs_f64();
+    let own = (cpu_time(std::process::id())? - own0).as_secs_f64();
+    let cpu = json!({
+        "bridge_cpu_cores": round(bridge / secs, 2),
+        "bridge_cpu_us_per_msg": round(bridge * 1e6 / total as f64, 0),
+        "bench_process_cpu_cores": round(own / secs, 2),
+    });
+    Ok((total as f64 / secs, cpu))
 }
 
 /// Messages offered at a fixed rate over `sessions`; latency from the
@@ -530,7 +546,7 @@ async fn redis_inbound(
     dir: &std::path::Path,
     sessions: usize,
     per: usize,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, Value)> {
     let redis_port = free_port()?;
     let data = dir.join("redis");
     std::fs::create_dir_all(&data)?;
@@ -557,7 +573,7 @@ async fn redis_inbound(
     started(&api).await?;
     let range = REDIS_OFFSET..REDIS_OFFSET + sessions;
     api.link_range(sim, &hook.url, range.clone()).await?;
-    let rate = inbound_burst(sim, hook, range, per).await;
+    let rate = inbound_burst(sim, hook, pid(&bridge)?, range, per).await;
     terminate(&mut bridge).await?;
     let _ = redis.kill().await;
     rate

@@ -561,3 +561,72 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
     assert!(!html.contains("://"), "no external asset");
     bridge.stop().await;
 }
+
+/// `WAPI_ENV=dev` (wapi's meaning) accepts a receiver whose certificate
+/// does not verify; `prod` does not deliver to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_accepts_a_self_signed_receiver_and_prod_does_not() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let files = wapi::tls::TlsFiles {
+        cert: dir.path().join("r.crt"),
+        key: dir.path().join("r.key"),
+    };
+    std::fs::write(&files.cert, ck.cert.pem()).unwrap();
+    std::fs::write(&files.key, ck.signing_key.serialize_pem()).unwrap();
+    let got = Arc::new(AtomicU64::new(0));
+    let app = {
+        let got = got.clone();
+        axum::Router::new().route(
+            "/{*path}",
+            axum::routing::post(move || {
+                let got = got.clone();
+                async move {
+                    got.fetch_add(1, Ordering::SeqCst);
+                    "ok"
+                }
+            }),
+        )
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(
+        wapi::tls::server_config(&files).unwrap(),
+    );
+    tokio::spawn(async move {
+        let _ = axum_server::from_tcp_rustls(listener, tls)
+            .serve(app.into_make_service())
+            .await;
+    });
+    let url = format!("https://localhost:{port}/hook");
+
+    for (dev, phone) in [(false, "15550006621"), (true, "15550006622")] {
+        let mut cfg = config(&sim, &dir.path().join(phone), &StoreKind::Embedded);
+        cfg.webhook.insecure_receivers = dev;
+        let bridge = Bridge::start(cfg).await;
+        got.store(0, Ordering::SeqCst);
+        bridge.link(&sim, "tls1", &url, phone).await;
+        sim.contact_send("15550002222", phone, "over https", None)
+            .await
+            .unwrap();
+        if dev {
+            eventually(
+                DEADLINE,
+                "delivered to the self-signed receiver",
+                || async { (got.load(Ordering::SeqCst) > 0).then_some(()) },
+            )
+            .await;
+        } else {
+            let stats = eventually(DEADLINE, "a failed attempt", || async {
+                let s = bridge.json("/v1/sessions/tls1/webhooks").await;
+                (s["retrying"].as_u64()? > 0).then_some(s)
+            })
+            .await;
+            assert!(stats["last_error"].is_string(), "{stats}");
+            assert_eq!(got.load(Ordering::SeqCst), 0, "nothing reached it");
+        }
+        bridge.stop().await;
+    }
+}
