@@ -55,7 +55,9 @@ fn bad(msg: impl Into<String>) -> ApiError {
 /// not know (checked against the same schema the OpenAPI document shows).
 pub struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned + schemars::JsonSchema> FromRequest<S> for Body<T> {
+impl<S: Send + Sync, T: DeserializeOwned + schemars::JsonSchema + 'static> FromRequest<S>
+    for Body<T>
+{
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -107,14 +109,30 @@ fn culprit<T: DeserializeOwned>(value: &Value) -> Option<String> {
         .cloned()
 }
 
-/// The top-level field names of a request type, from its JSON schema.
-fn known_fields<T: schemars::JsonSchema>() -> Vec<String> {
-    let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
-    schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .map(|p| p.keys().cloned().collect())
-        .unwrap_or_default()
+/// The top-level field names of a request type, from its JSON schema;
+/// worked out once per type, as bodies arrive on hot routes (sends).
+fn known_fields<T: schemars::JsonSchema + 'static>() -> Arc<Vec<String>> {
+    use std::any::TypeId;
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static KNOWN: OnceLock<Mutex<HashMap<TypeId, Arc<Vec<String>>>>> = OnceLock::new();
+    let mut known = KNOWN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    known
+        .entry(TypeId::of::<T>())
+        .or_insert_with(|| {
+            let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+            Arc::new(
+                schema
+                    .get("properties")
+                    .and_then(Value::as_object)
+                    .map(|p| p.keys().cloned().collect())
+                    .unwrap_or_default(),
+            )
+        })
+        .clone()
 }
 
 /// What the handlers and the gate share.

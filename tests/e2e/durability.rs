@@ -44,15 +44,7 @@ async fn a_message_that_cannot_be_stored_is_redelivered_by_whatsapp() {
     // The store comes back (empty: Redis kept nothing), the connection is
     // renewed, WhatsApp redelivers, and the webhook gets it once.
     let _redis = Redis::start_on(port).await;
-    let r = reqwest::Client::new()
-        .post(format!(
-            "{}/devices/15550006666%3A1%40s.whatsapp.net/disconnect",
-            sim.admin_url()
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    device_admin(&sim, "15550006666", "disconnect").await;
     eventually(
         std::time::Duration::from_secs(15),
         "the redelivered message",

@@ -9,17 +9,22 @@ fn wapi() -> Command {
     ChildBridge::command()
 }
 
-#[test]
-fn an_invalid_setting_exits_2_naming_the_variable() {
+/// Runs the binary with one setting; it must exit 2. Returns its stderr.
+fn refused_with(var: &str, value: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let out = wapi()
         .env("WAPI_FILE_SYSTEM_ROOT_POINT_FULL_PATH", dir.path())
-        .env("WAPI_CONNECTIONS_CHECKOUT_DURATION_SECS", "soon")
+        .env(var, value)
         .stderr(Stdio::piped())
         .output()
         .expect("run wapi");
     assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn an_invalid_setting_exits_2_naming_the_variable() {
+    let err = refused_with("WAPI_CONNECTIONS_CHECKOUT_DURATION_SECS", "soon");
     assert!(
         err.contains("WAPI_CONNECTIONS_CHECKOUT_DURATION_SECS"),
         "{err}"
@@ -63,15 +68,7 @@ async fn sigterm_with_a_linked_session_exits_0_and_the_session_comes_back() {
 
 #[test]
 fn an_open_port_without_a_credential_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = wapi()
-        .env("WAPI_FILE_SYSTEM_ROOT_POINT_FULL_PATH", dir.path())
-        .env("WAPI_INTERNAL_HOST", "0.0.0.0:0")
-        .stderr(Stdio::piped())
-        .output()
-        .expect("run wapi");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_with("WAPI_INTERNAL_HOST", "0.0.0.0:0");
     assert!(
         err.contains("WAPI_API_KEY") && err.contains("WAPI_ALLOW_NO_AUTH"),
         "{err}"
@@ -122,15 +119,7 @@ async fn a_logged_out_session_is_reported_to_sentry() {
     bridge
         .link(&sim, "sen1", "http://127.0.0.1:9/unused", "15550006612")
         .await;
-    let r = reqwest::Client::new()
-        .post(format!(
-            "{}/devices/15550006612%3A1%40s.whatsapp.net/logout",
-            sim.admin_url()
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    device_admin(&sim, "15550006612", "logout").await;
     bridge.wait_status("sen1", "LOGGED_OUT").await;
     let envelope = eventually(Duration::from_secs(10), "a Sentry envelope", || async {
         envelopes

@@ -500,3 +500,17 @@ pub fn metric(samples: &[(String, f64)], name: &str) -> f64 {
         .map(|(_, v)| *v)
         .unwrap_or_else(|| panic!("no metric {name}"))
 }
+
+/// Acts on a device through the simulator's admin API, as its phone or
+/// WhatsApp would: `disconnect`, `logout`, `stream-error`, `stall`.
+pub async fn device_admin(sim: &SimHandle, phone: &str, action: &str) {
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/devices/{phone}%3A1%40s.whatsapp.net/{action}",
+            sim.admin_url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{action} {phone}");
+}
