@@ -42,6 +42,8 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsFiles>,
     /// `WAPI_SENTRY_DSN`: where errors an operator must see are reported.
     pub sentry_dsn: Option<Secret>,
+    /// `WAPI_MEDIA_*` and `WAPI_PUBLIC_URL`.
+    pub media: crate::media::Settings,
 }
 
 /// A secret that never shows in logs or debug output.
@@ -232,6 +234,28 @@ impl Config {
                     }
                 },
             },
+            media: crate::media::Settings {
+                download: flag("WAPI_MEDIA_DOWNLOAD", true)?,
+                max_bytes: match val("WAPI_MEDIA_MAX_BYTES") {
+                    None => 100 * 1024 * 1024,
+                    Some(v) => match v.parse::<u64>() {
+                        Ok(n) if n > 0 => n,
+                        _ => {
+                            return Err(ConfigError {
+                                var: "WAPI_MEDIA_MAX_BYTES",
+                                problem: format!("expected a positive number of bytes, got {v:?}"),
+                            });
+                        }
+                    },
+                },
+                allow_private_urls: flag("WAPI_MEDIA_URL_ALLOW_PRIVATE", false)?,
+                url_timeout: secs("WAPI_MEDIA_URL_TIMEOUT_SECS", 30)?,
+                retention: Duration::from_secs(
+                    u64::from(positive(&val, "WAPI_MEDIA_RETENTION_DAYS", 30)?) * 24 * 3600,
+                ),
+                public_url: url("WAPI_PUBLIC_URL", &["http://", "https://"])?,
+                sandbox_media_ca: sandbox_media_ca(&val)?,
+            },
             auth: auth_settings(&val, listen, flag("WAPI_ALLOW_NO_AUTH", false)?)?,
             rate_limit: RateLimit {
                 per_second: positive(&val, "WAPI_RATE_LIMIT_RPS", 50)?,
@@ -268,6 +292,28 @@ impl Config {
     pub fn qr_dir(&self) -> PathBuf {
         self.files_root.join("qr-codes")
     }
+}
+
+/// `WAPI_SANDBOX_MEDIA_CA`: a PEM file with the simulator's media
+/// certificate, read by sandbox builds only (others verify WhatsApp's).
+fn sandbox_media_ca(
+    val: &impl Fn(&'static str) -> Option<String>,
+) -> Result<Option<String>, ConfigError> {
+    let Some(path) = val("WAPI_SANDBOX_MEDIA_CA") else {
+        return Ok(None);
+    };
+    if !cfg!(feature = "sandbox") {
+        return Err(ConfigError {
+            var: "WAPI_SANDBOX_MEDIA_CA",
+            problem: "only a build with the sandbox feature trusts a simulator".into(),
+        });
+    }
+    std::fs::read_to_string(&path)
+        .map(Some)
+        .map_err(|e| ConfigError {
+            var: "WAPI_SANDBOX_MEDIA_CA",
+            problem: format!("cannot read {path}: {e}"),
+        })
 }
 
 fn positive(

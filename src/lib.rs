@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod media;
 pub mod qr;
 pub mod session;
 pub mod store;
@@ -98,7 +99,11 @@ impl App {
         let cfg = Arc::new(cfg);
         let store = store::open(cfg.redis_url.as_deref(), &cfg.files_root).await?;
         let metrics = Arc::new(telemetry::Metrics::new());
-        let webhooks = Webhooks::new(store.clone(), cfg.webhook.clone(), metrics);
+        let media = Arc::new(media::Media::open_local(
+            &cfg.files_root,
+            cfg.media.clone(),
+        )?);
+        let webhooks = Webhooks::new(store.clone(), cfg.webhook.clone(), metrics, media.clone());
         let manager = Manager::new(cfg.clone(), store, webhooks.clone());
         let restored = manager.restore().await?;
         webhooks.resume().await;
@@ -151,13 +156,21 @@ impl App {
         };
         let checkout = {
             let manager = manager.clone();
+            let media = media.clone();
             let every = cfg.checkout_every;
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.tick().await;
+                let mut ticks = 0u64;
                 loop {
                     tick.tick().await;
                     manager.check_all();
+                    // Media past retention, about hourly (and once early).
+                    if ticks.is_multiple_of(3600 / every.as_secs().clamp(1, 3600)) {
+                        let media = media.clone();
+                        tokio::spawn(async move { media.sweep().await });
+                    }
+                    ticks += 1;
                 }
             })
         };

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +14,8 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::media::MAX_BLOB;
+use crate::media_message::{self, ContactMedia, MediaKind};
 use crate::pairing::{self, LinkError};
 use crate::routing::{self, DeviceAddr, SendError};
 use crate::world::{World, is_phone};
@@ -76,7 +78,10 @@ pub fn router() -> Router<Arc<World>> {
         .route("/admin/pair-code", post(pair_code))
         .route(
             "/admin/contacts/{phone}/messages",
-            post(contact_send).get(contact_inbox),
+            // Files come base64-encoded in the JSON body.
+            post(contact_send)
+                .get(contact_inbox)
+                .layer(DefaultBodyLimit::max(MAX_BLOB / 3 * 4 + 64 * 1024)),
         )
         .route("/admin/contacts/{phone}/read", post(contact_read))
         .route("/admin/devices", get(devices))
@@ -84,6 +89,10 @@ pub fn router() -> Router<Arc<World>> {
         .route("/admin/devices/{jid}/logout", post(logout))
         .route("/admin/devices/{jid}/stream-error", post(stream_error))
         .route("/admin/devices/{jid}/stall", post(stall))
+        // The media CDN: counters, a download delay, its certificate.
+        .route("/admin/media/stats", get(media_stats))
+        .route("/admin/media/settings", post(media_settings))
+        .route("/admin/media/certificate", get(media_certificate))
 }
 
 async fn health() -> axum::Json<Value> {
@@ -133,10 +142,36 @@ async fn pair_code(State(w): Shared, Body(req): Body<PairCodeReq>) -> Result<Res
 #[derive(Deserialize)]
 struct SendReq {
     to: String,
-    text: String,
+    /// `text` (the default), or a media kind (see [`MediaKind`]).
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    /// The file of a media message.
+    #[serde(default)]
+    base64: Option<String>,
+    #[serde(default)]
+    mimetype: Option<String>,
+    #[serde(default)]
+    caption: Option<String>,
+    #[serde(default)]
+    file_name: Option<String>,
     #[serde(default)]
     push_name: Option<String>,
+    /// Store the file already expired on the CDN.
+    #[serde(default)]
+    expired: bool,
+    /// Whether the contact's phone can upload the file again (default true).
+    #[serde(default)]
+    reupload: Option<bool>,
 }
+
+/// Base64 with or without padding.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+);
 
 async fn contact_send(
     State(w): Shared,
@@ -145,7 +180,43 @@ async fn contact_send(
 ) -> Result<Response, AdminError> {
     let from = phone(&from, "phone")?;
     let to = phone(&req.to, "to")?;
-    match routing::contact_send_text(&w, &from, &to, &req.text, req.push_name.as_deref()).await {
+    let push_name = req.push_name.as_deref();
+    let kind = req.kind.as_deref().unwrap_or("text");
+    let sent = if kind == "text" {
+        let text = req
+            .text
+            .as_deref()
+            .ok_or_else(|| bad("text: required for a text message"))?;
+        routing::contact_send_text(&w, &from, &to, text, push_name).await
+    } else {
+        let kind = MediaKind::parse(kind).ok_or_else(|| {
+            bad(format!(
+                "type: unknown message type {kind:?}; expected text, image, video, audio, \
+                 voice, document or sticker"
+            ))
+        })?;
+        let b64 = req
+            .base64
+            .as_deref()
+            .ok_or_else(|| bad(format!("base64: required for a {} message", kind.as_str())))?;
+        use base64::Engine as _;
+        let data = BASE64
+            .decode(b64.trim())
+            .map_err(|e| bad(format!("base64: not valid base64: {e}")))?;
+        if data.is_empty() {
+            return Err(bad("base64: the file is empty"));
+        }
+        let media = ContactMedia {
+            mimetype: req.mimetype,
+            caption: req.caption,
+            file_name: req.file_name,
+            expired: req.expired,
+            reupload: req.reupload.unwrap_or(true),
+            ..ContactMedia::new(kind, data)
+        };
+        media_message::contact_send_media(&w, &from, &to, media, push_name).await
+    };
+    match sent {
         Ok(id) => Ok(axum::Json(json!({ "id": id })).into_response()),
         Err(SendError::NoAccount(a)) => Err(not_found(format!("to: {a} is not an account"))),
         Err(SendError::Sim(e)) => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
@@ -309,4 +380,38 @@ async fn stall(
         );
     }
     Ok(ok())
+}
+
+async fn media_stats(State(w): Shared) -> axum::Json<crate::media::MediaStats> {
+    axum::Json(w.media.stats())
+}
+
+#[derive(Deserialize)]
+struct MediaSettingsReq {
+    download_delay_ms: u64,
+}
+
+async fn media_settings(
+    State(w): Shared,
+    Body(req): Body<MediaSettingsReq>,
+) -> Result<Response, AdminError> {
+    if req.download_delay_ms > 600_000 {
+        return Err(bad("download_delay_ms: at most 600000"));
+    }
+    w.media
+        .set_download_delay(Duration::from_millis(req.download_delay_ms));
+    Ok(ok())
+}
+
+/// The media CDN's certificate, for clients to trust.
+async fn media_certificate(State(w): Shared) -> Result<Response, AdminError> {
+    let pem = w
+        .media
+        .cert_pem()
+        .ok_or_else(|| not_found("no media server runs"))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+        pem.to_string(),
+    )
+        .into_response())
 }

@@ -141,6 +141,9 @@ pub async fn handle(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: &N
         "usync" => usync(world, &id, node),
         "w:sync:app:state" => app_state(&id, node),
         "urn:xmpp:whatsapp:dirty" => result(&id),
+        "w:m" if node.get_optional_child("media_conn").is_some() => {
+            crate::media::media_conn(world, &id)
+        }
         "md" if node.get_optional_child("remove-companion-device").is_some() => {
             // The device logs itself out: answer first, then forget it and
             // close its connection.
@@ -260,7 +263,7 @@ fn parse_skey(skey: Option<&Node>) -> Option<SignedPreKey> {
 }
 
 /// Resolves a user or device JID (PN or LID) to a device address.
-fn resolve(world: &World, jid: &str) -> Option<DeviceAddr> {
+pub(crate) fn resolve(world: &World, jid: &str) -> Option<DeviceAddr> {
     if let Some(addr) = DeviceAddr::parse(jid) {
         return Some(addr);
     }

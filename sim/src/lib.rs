@@ -9,6 +9,11 @@
 //! `danger-skip-cert-chain-verify` feature: the simulator cannot sign with
 //! WhatsApp's root key.
 //!
+//! Media goes through a second listener, an HTTPS CDN on `127.0.0.1` with a
+//! self-signed certificate ([`SimHandle::media_host`],
+//! [`SimHandle::media_ca_pem`]): give the client an HTTP client that trusts
+//! that certificate (`BotBuilder::with_http_client`).
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let sim = wa_sim::Simulator::start("127.0.0.1:0".parse()?).await?;
@@ -20,6 +25,9 @@ pub mod admin;
 mod conn;
 mod error;
 mod iq;
+mod media;
+mod media_message;
+mod media_retry;
 mod noise;
 mod pairing;
 mod routing;
@@ -39,6 +47,8 @@ use tokio::task::JoinHandle;
 use waproto::whatsapp as wa;
 
 pub use error::SimError;
+pub use media::MediaStats;
+pub use media_message::{ContactMedia, MediaKind};
 pub use pairing::LinkError;
 pub use routing::SendError;
 pub use waproto::whatsapp as proto;
@@ -49,12 +59,14 @@ pub struct Simulator;
 
 impl Simulator {
     /// Binds `addr` (port 0 for a free port) and serves the WebSocket
-    /// endpoint `/ws/chat` and the admin API `/admin/*` until the handle is
-    /// shut down or dropped.
+    /// endpoint `/ws/chat` and the admin API `/admin/*`, and the media CDN
+    /// over HTTPS on `127.0.0.1` (a free port), until the handle is shut
+    /// down or dropped.
     pub async fn start(addr: SocketAddr) -> std::io::Result<SimHandle> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let world = Arc::new(World::new());
+        let media = media::start(world.clone())?;
         let app = router(world.clone());
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -69,6 +81,7 @@ impl Simulator {
             world,
             stop: Some(stop_tx),
             task: Some(task),
+            media: Some(media),
         })
     }
 }
@@ -94,6 +107,7 @@ pub struct SimHandle {
     world: Arc<World>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    media: Option<media::MediaServer>,
 }
 
 impl SimHandle {
@@ -109,6 +123,23 @@ impl SimHandle {
     /// `http://HOST:PORT/admin`, the base of the admin API.
     pub fn admin_url(&self) -> String {
         format!("http://{}/admin", self.addr)
+    }
+
+    /// `127.0.0.1:PORT`: the media CDN's host, as `media_conn` hands it out.
+    pub fn media_host(&self) -> String {
+        self.world.media.host().unwrap_or_default().to_string()
+    }
+
+    /// The media CDN's self-signed certificate (PEM): the one root a
+    /// client's HTTP client must trust to upload and download media (also
+    /// `GET /admin/media/certificate`).
+    pub fn media_ca_pem(&self) -> String {
+        self.world.media.cert_pem().unwrap_or_default().to_string()
+    }
+
+    /// The media CDN's counters (see `GET /admin/media/stats`).
+    pub fn media_stats(&self) -> MediaStats {
+        self.world.media.stats()
     }
 
     /// The simulator's state, for in-process callers that prefer a direct
@@ -161,6 +192,18 @@ impl SimHandle {
         routing::contact_send_message(&self.world, from, to, message, push_name).await
     }
 
+    /// A contact sends a file (image, video, audio, voice note, document or
+    /// sticker) to every device of an account; returns the message id.
+    pub async fn contact_send_media(
+        &self,
+        from: &str,
+        to: &str,
+        media: ContactMedia,
+        push_name: Option<&str>,
+    ) -> Result<String, SendError> {
+        media_message::contact_send_media(&self.world, from, to, media, push_name).await
+    }
+
     /// What a contact has received so far, oldest first.
     pub fn inbox(&self, phone: &str) -> Vec<InboxMessage> {
         let endpoint = self.world.lock().endpoints.get(phone).cloned();
@@ -179,6 +222,9 @@ impl SimHandle {
             task.abort();
             let _ = task.await;
         }
+        if let Some(media) = self.media.take() {
+            media.shutdown().await;
+        }
     }
 }
 
@@ -186,6 +232,9 @@ impl Drop for SimHandle {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+        if let Some(media) = &self.media {
+            media.abort();
         }
     }
 }

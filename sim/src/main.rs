@@ -25,6 +25,11 @@ async fn main() -> anyhow::Result<()> {
     let sim = wa_sim::Simulator::start(args.listen).await?;
     println!("wa-sim WebSocket: {}", sim.ws_url());
     println!("wa-sim admin API: {}", sim.admin_url());
+    println!(
+        "wa-sim media CDN: https://{} (certificate: {}/media/certificate)",
+        sim.media_host(),
+        sim.admin_url()
+    );
     tokio::signal::ctrl_c().await?;
     sim.shutdown().await;
     Ok(())

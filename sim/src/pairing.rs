@@ -318,6 +318,7 @@ pub async fn share_app_state_keys(
         crate::routing::Envelope {
             id: new_message_id(),
             kind: "protocol",
+            mediatype: None,
             push_name: None,
             timestamp: now_secs(),
             category_peer: true,

@@ -17,6 +17,8 @@ pub struct Envelope {
     pub id: String,
     /// `type` of the stanza: `text`, `media`, `protocol`...
     pub kind: &'static str,
+    /// `mediatype` of the `<enc>` of a media message (`image`, `ptt`...).
+    pub mediatype: Option<&'static str>,
     pub push_name: Option<String>,
     pub timestamp: u64,
     /// Messages between devices of one account carry `category="peer"`.
@@ -93,7 +95,7 @@ pub async fn send_from_endpoint(
     if env.category_peer {
         msg = msg.attr("category", "peer");
     }
-    let node = msg.children([enc_node(kind, ct)]).build();
+    let node = msg.children([enc_node(kind, ct, env.mediatype)]).build();
     world.deliver(to_phone, to_device, node);
     world
         .stats
@@ -102,12 +104,14 @@ pub async fn send_from_endpoint(
     Ok(())
 }
 
-fn enc_node(kind: EncType, ct: Vec<u8>) -> Node {
-    NodeBuilder::new("enc")
+fn enc_node(kind: EncType, ct: Vec<u8>, mediatype: Option<&str>) -> Node {
+    let mut b = NodeBuilder::new("enc")
         .attr("v", "2")
-        .attr("type", kind.as_str())
-        .bytes(ct)
-        .build()
+        .attr("type", kind.as_str());
+    if let Some(m) = mediatype {
+        b = b.attr("mediatype", m);
+    }
+    b.bytes(ct).build()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,16 +146,26 @@ pub async fn contact_send_message(
     message: &wa::Message,
     push_name: Option<&str>,
 ) -> Result<String, SendError> {
+    contact_send_message_with_id(world, from, to, message, push_name, new_message_id()).await
+}
+
+/// [`contact_send_message`] under a given message id.
+pub async fn contact_send_message_with_id(
+    world: &Arc<World>,
+    from: &str,
+    to: &str,
+    message: &wa::Message,
+    push_name: Option<&str>,
+    id: String,
+) -> Result<String, SendError> {
     let devices = world
         .companions(to)
         .ok_or_else(|| SendError::NoAccount(to.to_string()))?;
-    let kind = if message.conversation.is_some() || message.extended_text_message.is_set() {
-        "text"
-    } else {
-        "media"
-    };
+    // The stanza `type` and `<enc mediatype>` whatsapp-rust itself would
+    // put on this message.
+    let kind = wacore::send::stanza_type_from_message(message);
+    let mediatype = wacore::send::media_type_from_message(message);
     let message = message.encode_to_vec();
-    let id = new_message_id();
     let t = now_secs();
     for device in devices {
         send_from_endpoint(
@@ -163,6 +177,7 @@ pub async fn contact_send_message(
             Envelope {
                 id: id.clone(),
                 kind,
+                mediatype,
                 push_name: push_name.map(str::to_string),
                 timestamp: t,
                 category_peer: false,
@@ -259,19 +274,10 @@ pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
                 .stats
                 .messages_decrypted
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let text = wa::Message::decode_from_slice(&plain)
-                .ok()
-                .and_then(|m| message_text(&m));
-            if let Some(text) = text
+            if let Some(entry) = inbox_entry(world, &plain, &out.id, &out.chat, &from_jid, t).await
                 && let Ok(mut inbox) = endpoint.inbox.lock()
             {
-                inbox.push(InboxMessage {
-                    id: out.id.clone(),
-                    from: from_jid.clone(),
-                    to: out.chat.clone(),
-                    text,
-                    timestamp: t,
-                });
+                inbox.push(entry);
             }
             if !receipted.contains(&copy.to.phone) {
                 receipted.push(copy.to.phone.clone());
@@ -306,6 +312,34 @@ pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
+}
+
+/// What a contact's inbox keeps of a message: texts, and media with the
+/// file downloaded and checked. Other kinds are not kept.
+async fn inbox_entry(
+    world: &World,
+    plain: &[u8],
+    id: &str,
+    chat: &str,
+    from_jid: &str,
+    t: u64,
+) -> Option<InboxMessage> {
+    let message = wa::Message::decode_from_slice(plain).ok()?;
+    let mut entry = InboxMessage {
+        id: id.to_string(),
+        from: from_jid.to_string(),
+        to: chat.to_string(),
+        kind: "text".into(),
+        timestamp: t,
+        ..Default::default()
+    };
+    if let Some(text) = message_text(&message) {
+        entry.text = text;
+        return Some(entry);
+    }
+    crate::media_message::read_media(world, &message, &mut entry)
+        .await
+        .then_some(entry)
 }
 
 /// The text of a message, for the inbox.

@@ -204,6 +204,11 @@ fn on_receipt(world: &World, peer: &Peer, conn: &ConnHandle, node: &Node) {
     // A delivery receipt (no type, or "inactive") ends our delivery duty;
     // any receipt for a message we delivered does too.
     world.acknowledge(phone, *device, "message", &ids);
+    if kind.as_deref() == Some("server-error") {
+        // A media download failed: ask the sender's phone for a re-upload.
+        crate::media_retry::on_server_error(world, phone, *device, node);
+        return;
+    }
     if kind.as_deref() == Some("retry") {
         tracing::warn!("{phone}:{device} asked for a retry of {id} (not supported)");
         return;

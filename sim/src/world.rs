@@ -17,6 +17,7 @@ use wacore::libsignal::protocol::KeyPair;
 use wacore_binary::Node;
 
 use crate::conn::ConnHandle;
+use crate::media::MediaStore;
 use crate::noise::ServerIdentity;
 use crate::signal::{Bundle, Peer, SignedPreKey};
 
@@ -31,13 +32,33 @@ pub struct Endpoint {
 }
 
 /// A message an endpoint received and decrypted.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct InboxMessage {
     pub id: String,
     pub from: String,
     pub to: String,
+    /// `text`, or the media kind: `image`, `video`, `audio`, `voice`,
+    /// `document`, `sticker`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text, or a media message's caption (empty without one).
     pub text: String,
     pub timestamp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mimetype: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_name: Option<String>,
+    /// Bytes of the decrypted file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// Lowercase hex SHA-256 of the decrypted file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Why the file could not be downloaded or decrypted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_error: Option<String>,
 }
 
 /// A linked companion device of an account.
@@ -145,6 +166,8 @@ pub struct World {
     state: Mutex<State>,
     conn_seq: AtomicU64,
     pub stats: Stats,
+    /// The media CDN (blobs have their own lock).
+    pub media: MediaStore,
 }
 
 /// Counters for the benchmark and health checks.
@@ -170,6 +193,7 @@ impl World {
             }),
             conn_seq: AtomicU64::new(1),
             stats: Stats::default(),
+            media: MediaStore::new(),
         }
     }
 

@@ -9,7 +9,7 @@ mod harness;
 
 use std::time::Duration;
 
-use harness::{Client, link_new, within};
+use harness::{Client, eventually, link_new, within};
 use whatsapp_rust::prelude::*;
 use whatsapp_rust::types::presence::ReceiptType;
 
@@ -112,19 +112,6 @@ fn wa_sim_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// Polls a condition every 20 ms until it holds or the deadline passes.
-async fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
-    within(limit, async {
-        loop {
-            if let Some(v) = f() {
-                return v;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

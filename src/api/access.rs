@@ -69,11 +69,15 @@ fn session_of<'a>(template: &str, path: &'a str) -> Option<&'a str> {
 }
 
 /// Routes a session key may use although their path names no session: the
-/// handler checks the session named in the body.
+/// handler checks the session named in the body, or the one the media
+/// belongs to.
 fn checks_body(template: &str) -> bool {
     matches!(
         template.trim_end_matches('/'),
-        "/send-message" | "/register-session"
+        "/send-message"
+            | "/register-session"
+            | "/v1/media/{media_id}"
+            | "/v1/media/{media_id}/file"
     )
 }
 

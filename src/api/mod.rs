@@ -3,6 +3,7 @@
 
 mod access;
 mod envelope;
+mod media;
 mod openapi;
 
 use openapi::endpoints;
@@ -21,7 +22,7 @@ use serde_json::{Value, json};
 
 use crate::auth::{Auth, Principal};
 use crate::session::{Command, Manager, SessionError, SessionView, Status, valid_name};
-use crate::webhook::{EventKind, Format, SubscriptionChange};
+use crate::webhook::{EventKind, Format, MediaInline, SubscriptionChange};
 
 /// An API error: a status and a message, as `{"error": "..."}`.
 #[derive(Debug)]
@@ -166,12 +167,22 @@ pub fn router(manager: Arc<Manager>, auth: Arc<Auth>, rate: crate::config::RateL
         auth,
         limiter: Arc::new(access::Limiter::new(rate)),
     };
+    // Sends may carry a file as base64, uploads the file itself: their
+    // bodies may be as large as a file (plus base64's third).
+    let max_file = state.manager.config().media.max_bytes;
+    let file_body = usize::try_from(max_file / 3 * 4 + 64 * 1024).unwrap_or(usize::MAX);
     let mut r = Router::new();
     for e in endpoints() {
+        let handler = match e.path {
+            "/v1/sessions/{name}/messages" | "/v1/sessions/{name}/media" => {
+                e.handler.layer(DefaultBodyLimit::max(file_body))
+            }
+            _ => e.handler,
+        };
         r = if e.wapi {
-            both(r, e.path, e.handler)
+            both(r, e.path, handler)
         } else {
-            r.route(e.path, e.handler)
+            r.route(e.path, handler)
         };
     }
     r.route_layer(middleware::from_fn_with_state(state.clone(), access::guard))
@@ -205,6 +216,7 @@ fn view_json(v: &SessionView) -> Value {
         "webhook_events": v.webhook.events,
         // The secret itself is never returned.
         "webhook_secret_set": v.webhook.secret.is_some(),
+        "webhook_media": v.webhook.media_inline,
         "created_at": v.created_at,
         "connected": v.status == Status::Working,
     })
@@ -240,6 +252,10 @@ struct WebhookFields {
     #[serde(default, deserialize_with = "present")]
     #[schemars(with = "Option<Vec<String>>")]
     webhook_events: Option<Option<Vec<String>>>,
+    /// How media events carry their file: url (default) or base64 (inline
+    /// as well).
+    #[serde(default)]
+    webhook_media: Option<String>,
 }
 
 impl WebhookFields {
@@ -287,11 +303,21 @@ impl WebhookFields {
                 Some(Some(kinds))
             }
         };
+        let media_inline = match self.webhook_media {
+            None => None,
+            Some(m) => Some(MediaInline::parse(m.trim()).ok_or_else(|| {
+                bad(format!(
+                    "webhook_media: expected one of {}, got {m:?}",
+                    MediaInline::NAMES
+                ))
+            })?),
+        };
         Ok(SubscriptionChange {
             url,
             format,
             secret,
             events,
+            media_inline,
         })
     }
 }
@@ -619,12 +645,36 @@ async fn pair_code(
 
 #[derive(Deserialize, schemars::JsonSchema)]
 struct SendReq {
+    /// A phone number or a JID.
     to: String,
-    text: String,
+    /// text (default), image, video, audio, voice (a voice note), document
+    /// or sticker.
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    /// The text of a text message.
+    #[serde(default)]
+    text: Option<String>,
+    /// A media message's file: exactly one of media_id (uploaded before),
+    /// url (fetched by the bridge) or base64.
+    #[serde(default)]
+    media_id: Option<String>,
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(default)]
+    base64: Option<String>,
+    #[serde(default)]
+    caption: Option<String>,
+    /// Shown with a document.
+    #[serde(default)]
+    file_name: Option<String>,
+    /// Sniffed from the file when absent.
+    #[serde(default)]
+    mimetype: Option<String>,
 }
 
 async fn send(
     State(m): Shared,
+    Extension(who): Extension<Principal>,
     Path(n): Path<String>,
     Body(req): Body<SendReq>,
 ) -> Result<Response, ApiError> {
@@ -632,7 +682,34 @@ async fn send(
     if req.to.trim().is_empty() {
         return Err(bad("to: must not be empty"));
     }
-    let (id, to) = m.send_text(n, &req.to, &req.text).await?;
+    let kind = req.kind.as_deref().map(str::trim).unwrap_or("text");
+    let (id, to) = match kind {
+        "text" => {
+            let Some(text) = req.text.as_deref() else {
+                return Err(bad("text: required for a text message"));
+            };
+            m.send_text(n, &req.to, text).await?
+        }
+        k if crate::whatsapp::media_type(k).is_some() => {
+            let send = media::MediaSend {
+                to: req.to,
+                kind: k.to_string(),
+                media_id: req.media_id,
+                url: req.url,
+                base64: req.base64,
+                caption: req.caption,
+                file_name: req.file_name,
+                mimetype: req.mimetype,
+            };
+            media::send(&m, &who, n, send).await?
+        }
+        other => {
+            return Err(bad(format!(
+                "type: expected one of text, {}, got {other:?}",
+                media::KINDS
+            )));
+        }
+    };
     Ok((StatusCode::CREATED, axum::Json(json!({"id": id, "to": to}))).into_response())
 }
 

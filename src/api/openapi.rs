@@ -77,8 +77,28 @@ fn session() -> Value {
             json!({"type": "array", "items": {"type": "string"}, "nullable": true}),
         ),
         ("webhook_secret_set", t("boolean")),
+        (
+            "webhook_media",
+            json!({"type": "string", "enum": ["url", "base64"]}),
+        ),
         ("created_at", t("integer")),
         ("connected", t("boolean")),
+    ])
+}
+
+fn media_record() -> Value {
+    let nullable = |ty: &str| json!({"type": ty, "nullable": true});
+    object(&[
+        ("id", t("string")),
+        ("session", t("string")),
+        ("mimetype", t("string")),
+        ("sha256", t("string")),
+        ("size", t("integer")),
+        ("file_name", nullable("string")),
+        ("message_id", nullable("string")),
+        ("type", nullable("string")),
+        ("created_at", t("integer")),
+        ("url", t("string")),
     ])
 }
 
@@ -311,11 +331,52 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep(
             "post",
             "/v1/sessions/{name}/messages",
-            "Send a text",
+            "Send a text or a media message (image, video, audio, voice, document, sticker; the file by media_id, url or base64)",
             request::<SendReq>(),
             201,
             Some(object(&[("id", t("string")), ("to", t("string"))])),
             post(send),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/media",
+            "Upload a file (multipart part `file`, or the raw body with its Content-Type) to send later by its id",
+            None,
+            201,
+            Some(object(&[
+                ("id", t("string")),
+                ("mimetype", t("string")),
+                ("sha256", t("string")),
+                ("size", t("integer")),
+            ])),
+            post(super::media::upload),
+        ),
+        ep(
+            "get",
+            "/v1/media/{media_id}",
+            "A stored file's metadata (uploaded, or downloaded from an incoming message)",
+            None,
+            200,
+            Some(media_record()),
+            get(super::media::show),
+        ),
+        ep(
+            "get",
+            "/v1/media/{media_id}/file",
+            "A stored file's bytes (Range and If-None-Match supported)",
+            None,
+            200,
+            None,
+            get(super::media::file),
+        ),
+        ep(
+            "delete",
+            "/v1/media/{media_id}",
+            "Delete a stored file",
+            None,
+            204,
+            None,
+            delete(super::media::remove),
         ),
         ep(
             "get",
@@ -441,6 +502,8 @@ pub fn build() -> Value {
                 json!({"image/png": {"schema": {"type": "string", "format": "binary"}}});
         } else if e.path == "/metrics" {
             ok["content"] = json!({"text/plain": {"schema": {"type": "string"}}});
+        } else if e.path.ends_with("/file") {
+            ok["content"] = json!({"*/*": {"schema": {"type": "string", "format": "binary"}}});
         }
         let mut op = json!({
             "summary": e.summary,
@@ -456,6 +519,13 @@ pub fn build() -> Value {
         if let Some(schema) = &e.request {
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": schema}}});
+        } else if e.path.ends_with("/media") && e.method == "post" {
+            let binary = json!({"type": "string", "format": "binary"});
+            op["requestBody"] = json!({"required": true, "content": {
+                "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                    "properties": {"file": binary}}},
+                "application/octet-stream": {"schema": binary},
+            }});
         }
         if e.path != "/v1/health" && e.path != "/v1/users/login" {
             op["security"] = json!([{"bearer": []}, {"apiKey": []}]);

@@ -306,6 +306,14 @@ impl Manager {
         &self.store
     }
 
+    pub fn media(&self) -> &Arc<crate::media::Media> {
+        self.webhooks.media()
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.cfg
+    }
+
     /// Outbox figures of a session: pending, retrying, dead, delivered, and
     /// the last delivery error.
     pub async fn webhook_stats(&self, name: &str) -> Result<serde_json::Value, SessionError> {

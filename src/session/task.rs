@@ -32,6 +32,13 @@ pub enum Command {
         text: String,
         reply: Reply<(String, String)>,
     },
+    /// Sends a file already uploaded to WhatsApp's media hosts.
+    SendMedia {
+        to: String,
+        uploaded: Box<crate::whatsapp::Uploaded>,
+        details: crate::whatsapp::MediaDetails,
+        reply: Reply<(String, String)>,
+    },
     /// The periodic connection checkout.
     Check,
     Delete(Reply<()>),
@@ -162,6 +169,7 @@ impl Task {
                 event,
                 None,
                 payload,
+                None,
             )
             .await
         {
@@ -227,25 +235,26 @@ impl Task {
                 }
             }
             Command::SendText { to, text, reply } => {
-                let status = self.status();
-                let r = match (&self.link, status) {
-                    (Some(link), Status::Working) => {
-                        link.send_text(&to, &text).await.map_err(|e| match e {
-                            crate::whatsapp::WaError::BadRecipient(_) => {
-                                SessionError::BadRequest(format!("to: {e}"))
-                            }
-                            e => SessionError::WhatsApp(e.to_string()),
-                        })
-                    }
-                    _ => Err(SessionError::NotWorking {
-                        name: self.name().to_string(),
-                        status,
-                    }),
+                let r = match self.working_link() {
+                    Ok(link) => link.send_text(&to, &text).await.map_err(send_error),
+                    Err(e) => Err(e),
                 };
-                if r.is_ok() {
-                    self.ctx.webhooks.metrics().messages_sent.inc();
-                }
-                let _ = reply.send(r);
+                self.sent(r, reply);
+            }
+            Command::SendMedia {
+                to,
+                uploaded,
+                details,
+                reply,
+            } => {
+                let r = match self.working_link() {
+                    Ok(link) => link
+                        .send_media(&to, *uploaded, details)
+                        .await
+                        .map_err(send_error),
+                    Err(e) => Err(e),
+                };
+                self.sent(r, reply);
             }
             Command::Check => self.check().await,
             Command::Delete(reply) => {
@@ -267,6 +276,25 @@ impl Task {
         true
     }
 
+    /// The client, if the session can send now.
+    fn working_link(&self) -> Result<&Link, SessionError> {
+        let status = self.status();
+        match (&self.link, status) {
+            (Some(link), Status::Working) => Ok(link),
+            _ => Err(SessionError::NotWorking {
+                name: self.name().to_string(),
+                status,
+            }),
+        }
+    }
+
+    fn sent(&self, r: Result<(String, String), SessionError>, reply: Reply<(String, String)>) {
+        if r.is_ok() {
+            self.ctx.webhooks.metrics().messages_sent.inc();
+        }
+        let _ = reply.send(r);
+    }
+
     async fn start(&mut self, pair_phone: Option<String>) {
         if self.link.is_some() {
             return;
@@ -283,6 +311,7 @@ impl Task {
             url: &self.ctx.cfg.whatsapp_url,
             pair_phone,
             forward_history: self.ctx.cfg.forward_history,
+            sandbox_media_ca: self.ctx.cfg.media.sandbox_media_ca.as_deref(),
             inbox: Arc::new(SessionInbox {
                 webhooks: self.ctx.webhooks.downgrade(),
                 view: self.ctx.view.clone(),
@@ -294,6 +323,10 @@ impl Task {
                 if let Some(jid) = link.jid() {
                     self.update(|v| v.jid = Some(jid));
                 }
+                self.ctx
+                    .webhooks
+                    .media()
+                    .attach(self.name(), Some(link.media()));
                 self.link = Some(link);
                 self.events = Some(events);
                 self.down_since = None;
@@ -306,6 +339,7 @@ impl Task {
     }
 
     async fn stop_link(&mut self) {
+        self.ctx.webhooks.media().attach(self.name(), None);
         if let Some(mut link) = self.link.take() {
             link.stop().await;
         }
@@ -329,6 +363,7 @@ impl Task {
     }
 
     async fn logout(&mut self) {
+        self.ctx.webhooks.media().attach(self.name(), None);
         if let Some(link) = self.link.take() {
             // Deregistering needs a live connection: give a client that is
             // still connecting a moment, or the phone keeps listing it.
@@ -481,6 +516,7 @@ impl Task {
             }
             WaEvent::LoggedOut { reason } => {
                 info!(session = self.name(), reason, "logged out by WhatsApp");
+                self.ctx.webhooks.media().attach(self.name(), None);
                 if let Some(mut link) = self.link.take() {
                     link.stop().await;
                 }
@@ -526,6 +562,13 @@ impl Task {
     }
 }
 
+fn send_error(e: crate::whatsapp::WaError) -> SessionError {
+    match e {
+        crate::whatsapp::WaError::BadRecipient(_) => SessionError::BadRequest(format!("to: {e}")),
+        e => SessionError::WhatsApp(e.to_string()),
+    }
+}
+
 /// The account (user JID) of a linked device's JID:
 /// "15550001111:3@s.whatsapp.net" -> "15550001111@s.whatsapp.net".
 fn account_of(device: &Option<String>) -> Option<String> {
@@ -562,11 +605,21 @@ impl SessionInbox {
         if webhooks.is_closed() {
             return Err(CommitError::Closing);
         }
+        let download = webhooks.media().settings.download;
         let mut committed = 0;
         for m in messages.iter().filter(|m| !m.from_me) {
             committed += 1;
             let id = message_event_id(&name, &m.chat, &m.from, &m.id);
             let payload = serde_json::to_value(m).map_err(|e| CommitError::Other(e.to_string()))?;
+            let media =
+                m.media_ref
+                    .clone()
+                    .filter(|_| download)
+                    .map(|media| crate::media::MediaJob {
+                        media,
+                        attempts: 0,
+                        waiting_since_ms: None,
+                    });
             webhooks
                 .enqueue(
                     &name,
@@ -575,6 +628,7 @@ impl SessionInbox {
                     EventKind::Message,
                     Some(id),
                     payload,
+                    media,
                 )
                 .await
                 .map_err(CommitError::Store)?;

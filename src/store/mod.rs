@@ -67,6 +67,9 @@ pub struct OutboxEvent {
     /// the first attempt).
     #[serde(default)]
     pub last_status: Option<u16>,
+    /// A media message's file still to download before the event is posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<Box<crate::media::MediaJob>>,
 }
 
 /// A credential the bridge issued, kept under the SHA-256 of its secret

@@ -52,6 +52,7 @@ fn session(name: &str) -> SessionRecord {
             format: Format::Cloud,
             secret: Some(format!("secret-{name}")),
             events: Some(vec![EventKind::Message, EventKind::MessageStatus]),
+            ..Default::default()
         },
         desired_running: true,
         created_at: 1_700_000_000,
@@ -72,6 +73,7 @@ fn event(session: &str, id: &str) -> OutboxEvent {
         next_attempt_at_ms: 0,
         last_error: None,
         last_status: None,
+        media: None,
     }
 }
 
@@ -207,6 +209,38 @@ async fn check_update(store: Arc<dyn Store>) {
     store.outbox_remove("s1", "e2").await.unwrap();
     store.outbox_update(&second).await.unwrap();
     assert_eq!(ids(&store.outbox_pending("s1", 10).await.unwrap()), ["e1"]);
+}
+
+/// A media event keeps its download job until the download is recorded.
+async fn check_media_job(store: Arc<dyn Store>) {
+    let job = crate::media::MediaJob {
+        media: crate::whatsapp::MediaRef {
+            kind: "image".into(),
+            direct_path: "/v/t62/abc".into(),
+            media_key: "00".repeat(32),
+            file_sha256: "11".repeat(32),
+            file_enc_sha256: "22".repeat(32),
+            file_length: 1234,
+            message_id: "3EB0".into(),
+            chat: "15550002222@s.whatsapp.net".into(),
+            ..Default::default()
+        },
+        attempts: 1,
+        waiting_since_ms: None,
+    };
+    let ev = OutboxEvent {
+        media: Some(Box::new(job.clone())),
+        ..event("s1", "m1")
+    };
+    assert!(store.outbox_push(ev).await.unwrap());
+    let mut stored = store.outbox_pending("s1", 1).await.unwrap().remove(0);
+    assert_eq!(stored.media, Some(Box::new(job)));
+    stored.media = None;
+    stored.body["payload"] = json!({"media": {"id": "med_x"}});
+    store.outbox_update(&stored).await.unwrap();
+    let after = store.outbox_pending("s1", 1).await.unwrap().remove(0);
+    assert_eq!(after.media, None);
+    assert_eq!(after.body["payload"]["media"]["id"], "med_x");
 }
 
 async fn check_remove(store: Arc<dyn Store>) {
@@ -556,6 +590,7 @@ macro_rules! suite {
                 check_concurrent_dedupe,
                 check_concurrent_seqs,
                 check_update,
+                check_media_job,
                 check_remove,
                 check_outbox_sessions,
                 check_delete_session_drops_outbox,

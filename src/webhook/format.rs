@@ -102,6 +102,9 @@ fn cloud_message(m: &Value, from: &str) -> Value {
                     o.insert(k.to_string(), v.clone());
                 }
             };
+            // The Cloud API's media id (fetched with `GET /v1/media/{id}`);
+            // absent when the file could not be downloaded.
+            put("id", media.get("id"));
             put("mime_type", media.get("mimetype"));
             put("sha256", media.get("sha256"));
             put("caption", m.get("caption"));

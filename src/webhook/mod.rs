@@ -16,7 +16,7 @@ use crate::store::{OutboxEvent, Store, StoreError};
 mod format;
 mod subscription;
 
-pub use self::subscription::{EventKind, Format, Subscription, SubscriptionChange};
+pub use self::subscription::{EventKind, Format, MediaInline, Subscription, SubscriptionChange};
 
 /// How deliveries are made and retried.
 #[derive(Clone, Debug)]
@@ -78,6 +78,8 @@ impl WeakWebhooks {
 
 struct Inner {
     store: Arc<dyn Store>,
+    /// Downloads the files of media events before they are posted.
+    media: Arc<crate::media::Media>,
     metrics: Arc<crate::telemetry::Metrics>,
     http: reqwest::Client,
     settings: Settings,
@@ -99,6 +101,7 @@ impl Webhooks {
         store: Arc<dyn Store>,
         settings: Settings,
         metrics: Arc<crate::telemetry::Metrics>,
+        media: Arc<crate::media::Media>,
     ) -> Self {
         // One client for every session: keep-alive connections per receiver.
         let http = reqwest::Client::builder()
@@ -111,6 +114,7 @@ impl Webhooks {
         Self {
             inner: Arc::new(Inner {
                 store,
+                media,
                 metrics,
                 http,
                 settings,
@@ -123,6 +127,10 @@ impl Webhooks {
 
     pub fn metrics(&self) -> &Arc<crate::telemetry::Metrics> {
         &self.inner.metrics
+    }
+
+    pub fn media(&self) -> &Arc<crate::media::Media> {
+        &self.inner.media
     }
 
     /// Shutting down: no new events are taken.
@@ -150,6 +158,9 @@ impl Webhooks {
     /// session does not subscribe to, or for a session with no webhook URL
     /// at all, is not kept. `account` is the linked number the event came
     /// to (the Cloud format names it).
+    // Each argument is a different part of the event; a struct for them
+    // would only move the list.
+    #[allow(clippy::too_many_arguments)]
     pub async fn enqueue(
         &self,
         session: &str,
@@ -158,6 +169,7 @@ impl Webhooks {
         event: EventKind,
         id: Option<String>,
         payload: Value,
+        media: Option<crate::media::MediaJob>,
     ) -> Result<(), StoreError> {
         if self.inner.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(StoreError::Unavailable(
@@ -191,6 +203,7 @@ impl Webhooks {
             next_attempt_at_ms: 0,
             last_error: None,
             last_status: None,
+            media: media.map(Box::new),
         };
         if self.inner.store.outbox_push(ev).await? {
             self.wake(session);
@@ -339,7 +352,27 @@ async fn deliver_loop(hooks: Webhooks, session: String, notify: Arc<Notify>) {
             if wait > 0 {
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }
-            let outcome = post(&hooks.inner.http, &settings, &url, &sub, &ev).await;
+            if ev.media.is_some() {
+                // The file first: the event is posted once it is stored
+                // (or has finally failed), and the ones after it wait.
+                let resolution = hooks.inner.media.resolve(&session, &mut ev).await;
+                if let Err(e) = store.outbox_update(&ev).await {
+                    warn!(session, "cannot record the download of {}: {e}", ev.id);
+                }
+                if let crate::media::Resolution::Later(after) = resolution {
+                    tokio::time::sleep(after).await;
+                    break;
+                }
+            }
+            let outcome = post(
+                &hooks.inner.http,
+                &hooks.inner.media,
+                &settings,
+                &url,
+                &sub,
+                &ev,
+            )
+            .await;
             match outcome {
                 Outcome::Delivered => {
                     let m = &hooks.inner.metrics;
@@ -462,15 +495,42 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// The event with its stored file inline (`payload.media.base64`), for
+/// sessions that ask for it; `None` when there is no stored file.
+async fn inline_media(media: &crate::media::Media, body: &Value) -> Option<Value> {
+    let id = body["payload"]["media"]["id"].as_str()?;
+    let bytes = match media.store.read_all(id).await {
+        Ok(b) => b,
+        Err(e) => {
+            warn!(media = id, "cannot inline the file: {e}");
+            return None;
+        }
+    };
+    use base64::Engine as _;
+    let mut body = body.clone();
+    body["payload"]["media"]["base64"] = base64::engine::general_purpose::STANDARD
+        .encode(bytes)
+        .into();
+    Some(body)
+}
+
 async fn post(
     http: &reqwest::Client,
+    media: &crate::media::Media,
     settings: &Settings,
     url: &str,
     sub: &Subscription,
     ev: &OutboxEvent,
 ) -> Outcome {
     let kind = ev.body["event"].as_str().unwrap_or_default().to_string();
-    let Some(rendered) = format::render(sub.format, &ev.body) else {
+    let inlined;
+    let body = if sub.media_inline == MediaInline::Base64 {
+        inlined = inline_media(media, &ev.body).await;
+        inlined.as_ref().unwrap_or(&ev.body)
+    } else {
+        &ev.body
+    };
+    let Some(rendered) = format::render(sub.format, body) else {
         // Queued before the session changed to a format without this kind
         // of event: nothing to post.
         debug!(id = ev.id, kind, "no body in this format: skipped");

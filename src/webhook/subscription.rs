@@ -39,6 +39,28 @@ impl Format {
     }
 }
 
+/// How a media event carries its file: a URL to fetch it from the bridge
+/// (default), or also the file itself inline, base64.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaInline {
+    #[default]
+    Url,
+    Base64,
+}
+
+impl MediaInline {
+    pub const NAMES: &'static str = "url, base64";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "url" => Some(Self::Url),
+            "base64" => Some(Self::Base64),
+            _ => None,
+        }
+    }
+}
+
 /// The kinds of webhook events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
@@ -86,6 +108,8 @@ pub struct Subscription {
     /// The kinds to post; None means all of them.
     #[serde(rename = "webhook_events", default)]
     pub events: Option<Vec<EventKind>>,
+    #[serde(rename = "webhook_media", default)]
+    pub media_inline: MediaInline,
 }
 
 impl Subscription {
@@ -107,6 +131,9 @@ impl Subscription {
         if let Some(events) = change.events {
             self.events = events;
         }
+        if let Some(m) = change.media_inline {
+            self.media_inline = m;
+        }
     }
 }
 
@@ -118,6 +145,7 @@ pub struct SubscriptionChange {
     pub format: Option<Format>,
     pub secret: Option<Option<String>>,
     pub events: Option<Option<Vec<EventKind>>>,
+    pub media_inline: Option<MediaInline>,
 }
 
 impl SubscriptionChange {

@@ -504,6 +504,10 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
         ("get", "/v1/sessions/{name}/qr"),
         ("post", "/v1/sessions/{name}/pair-code"),
         ("post", "/v1/sessions/{name}/messages"),
+        ("post", "/v1/sessions/{name}/media"),
+        ("get", "/v1/media/{media_id}"),
+        ("get", "/v1/media/{media_id}/file"),
+        ("delete", "/v1/media/{media_id}"),
         ("get", "/v1/sessions/{name}/webhooks"),
         ("get", "/v1/sessions/{name}/webhooks/dead"),
         ("post", "/v1/sessions/{name}/webhooks/dead/replay"),
@@ -533,6 +537,7 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
             path.replace("{id}", "nope")
                 .replace("{name}", "nope")
                 .replace("{event_id}", "e")
+                .replace("{media_id}", "med_00000000000000000000000000000000")
         );
         let r = bridge
             .http

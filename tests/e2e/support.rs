@@ -255,6 +255,10 @@ pub fn config(sim: &SimHandle, root: &Path, store: &StoreKind) -> Config {
     cfg.checkout_every = Duration::from_secs(1);
     cfg.webhook.max_backoff = Duration::from_millis(500);
     cfg.webhook.secret = Some("test-secret".into());
+    // Media through the simulator's HTTPS host (trusted by this sandbox
+    // build only), and URLs the tests serve on loopback.
+    cfg.media.sandbox_media_ca = Some(sim.media_ca_pem());
+    cfg.media.allow_private_urls = true;
     cfg.redis_url = match store {
         StoreKind::Embedded => None,
         StoreKind::Redis(url) => Some(url.clone()),

@@ -12,6 +12,7 @@ use whatsapp_rust::TokioRuntime;
 use whatsapp_rust::bot::Provided;
 use whatsapp_rust::prelude::*;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
+use whatsapp_rust_ureq_http_client::UreqHttpClient;
 
 /// Tests run in parallel threads of one binary. The 200-client test takes
 /// both cores for seconds, which would push the tight deadlines of the
@@ -37,6 +38,19 @@ pub async fn within<T>(limit: Duration, f: impl Future<Output = T>) -> Result<T,
     tokio::time::timeout(limit, f)
         .await
         .map_err(|_| format!("timed out after {limit:?}"))
+}
+
+/// Polls a condition every 20 ms until it holds or the deadline passes.
+pub async fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T, String> {
+    within(limit, async {
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
 }
 
 type FullBuilder = BotBuilder<Provided, Provided, Provided, Provided>;
@@ -134,7 +148,36 @@ impl Client {
 
 /// Starts a client, links it to `phone` and waits for `Connected`.
 pub async fn link_new(sim: &SimHandle, db: &Path, phone: &str, name: &str) -> Client {
-    let mut c = Client::start(sim, db).await;
+    link_new_with(sim, db, phone, name, |b| b).await
+}
+
+/// [`link_new`] with a client that can upload and download media.
+pub async fn link_media(sim: &SimHandle, db: &Path, phone: &str, name: &str) -> Client {
+    let http = media_http_client(sim);
+    link_new_with(sim, db, phone, name, |b| b.with_http_client(http)).await
+}
+
+/// whatsapp-rust's own HTTP client over a ureq agent whose only trusted
+/// root is the simulator's media certificate: media works, certificate
+/// verification stays on.
+pub fn media_http_client(sim: &SimHandle) -> UreqHttpClient {
+    let pem = sim.media_ca_pem();
+    let cert = ureq::tls::Certificate::from_pem(pem.as_bytes()).expect("media certificate");
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(vec![cert])))
+        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder().tls_config(tls).build().into();
+    UreqHttpClient::with_agent(agent)
+}
+
+async fn link_new_with(
+    sim: &SimHandle,
+    db: &Path,
+    phone: &str,
+    name: &str,
+    f: impl FnOnce(FullBuilder) -> FullBuilder,
+) -> Client {
+    let mut c = Client::start_with(sim, db, f).await;
     let qr = c.next_qr().await;
     sim.scan(&qr, phone, name).await.expect("scan");
     within(

@@ -1,5 +1,20 @@
 //! The only module that talks to whatsapp-rust. The rest of the bridge sees
-//! our own types: [`Link`] (one linked-device client) and [`WaEvent`].
+//! our own types: [`Link`] (one linked-device client), [`WaEvent`],
+//! [`IncomingMessage`] and, for files, [`MediaLink`].
+//!
+//! - this file: linking, the client's lifecycle and its events;
+//! - `inbound`: incoming messages translated;
+//! - `outbound`: messages built to send;
+//! - `media`: downloads and uploads of files.
+
+mod inbound;
+mod media;
+mod outbound;
+
+use self::inbound::incoming;
+pub use self::inbound::{Contact, IncomingMessage, Location, Media};
+pub use self::media::{DownloadError, MediaLink, MediaRef, MediaType, Uploaded, media_type};
+pub use self::outbound::MediaDetails;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -75,59 +90,6 @@ impl whatsapp_rust::InboundDurabilityHook for DurabilityHook {
         let messages = batch.iter().map(incoming).collect();
         self.0.commit(messages).await.map_err(anyhow::Error::msg)
     }
-}
-
-/// An incoming message in the bridge's own terms.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct IncomingMessage {
-    pub id: String,
-    /// The chat: the sender for a direct message, the group for a group one.
-    pub chat: String,
-    /// Who wrote it (in a group, the participant).
-    pub from: String,
-    pub from_lid: Option<String>,
-    pub push_name: String,
-    pub from_me: bool,
-    pub is_group: bool,
-    pub timestamp: i64,
-    /// text, image, video, audio, voice, document, sticker, location,
-    /// contact or unknown.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub text: Option<String>,
-    pub caption: Option<String>,
-    /// The id of the quoted message, for a reply.
-    pub reply_to: Option<String>,
-    /// Who wrote the quoted message, when WhatsApp says.
-    pub reply_to_sender: Option<String>,
-    pub media: Option<Media>,
-    pub location: Option<Location>,
-    pub contact: Option<Contact>,
-}
-
-/// What a media message says about its file (downloading it comes later).
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Media {
-    pub mimetype: Option<String>,
-    pub file_name: Option<String>,
-    pub file_size: Option<u64>,
-    /// base64 of the file's SHA-256, as the Cloud API gives it.
-    pub sha256: Option<String>,
-    pub seconds: Option<u32>,
-}
-
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Location {
-    pub latitude: Option<f64>,
-    pub longitude: Option<f64>,
-    pub name: Option<String>,
-    pub address: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Contact {
-    pub display_name: Option<String>,
-    pub vcard: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -219,124 +181,6 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-fn incoming(m: &InboundMessage) -> IncomingMessage {
-    let src = &m.info.source;
-    let from_lid = src
-        .sender_alt
-        .as_ref()
-        .filter(|j| j.server == Server::Lid)
-        .map(|j| j.to_string());
-    let mut out = IncomingMessage {
-        id: m.info.id.to_string(),
-        chat: src.chat.to_string(),
-        from: src.sender.to_non_ad().to_string(),
-        from_lid,
-        push_name: m.info.push_name.clone(),
-        from_me: src.is_from_me,
-        is_group: src.is_group,
-        timestamp: m.info.timestamp.timestamp(),
-        ..Default::default()
-    };
-    describe(m.message.get_base_message(), &mut out);
-    out
-}
-
-fn sha(b: &Option<Vec<u8>>) -> Option<String> {
-    use base64::Engine as _;
-    b.as_ref()
-        .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
-}
-
-/// Fills in the kind, text and details of a (base, unwrapped) message.
-fn describe(msg: &wa::Message, out: &mut IncomingMessage) {
-    let mut context: Option<&wa::ContextInfo> = None;
-    if let Some(t) = msg.conversation.as_ref().filter(|t| !t.is_empty()) {
-        out.kind = "text";
-        out.text = Some(t.clone());
-    } else if let Some(e) = msg.extended_text_message.as_option() {
-        out.kind = "text";
-        out.text = e.text.clone();
-        context = e.context_info.as_option();
-    } else if let Some(i) = msg.image_message.as_option() {
-        out.kind = "image";
-        out.caption = i.caption.clone();
-        out.media = Some(Media {
-            mimetype: i.mimetype.clone(),
-            file_size: i.file_length,
-            sha256: sha(&i.file_sha256),
-            ..Default::default()
-        });
-        context = i.context_info.as_option();
-    } else if let Some(v) = msg.video_message.as_option() {
-        out.kind = "video";
-        out.caption = v.caption.clone();
-        out.media = Some(Media {
-            mimetype: v.mimetype.clone(),
-            file_size: v.file_length,
-            sha256: sha(&v.file_sha256),
-            seconds: v.seconds,
-            ..Default::default()
-        });
-        context = v.context_info.as_option();
-    } else if let Some(a) = msg.audio_message.as_option() {
-        out.kind = if a.ptt == Some(true) {
-            "voice"
-        } else {
-            "audio"
-        };
-        out.media = Some(Media {
-            mimetype: a.mimetype.clone(),
-            file_size: a.file_length,
-            sha256: sha(&a.file_sha256),
-            seconds: a.seconds,
-            ..Default::default()
-        });
-        context = a.context_info.as_option();
-    } else if let Some(d) = msg.document_message.as_option() {
-        out.kind = "document";
-        out.caption = d.caption.clone();
-        out.media = Some(Media {
-            mimetype: d.mimetype.clone(),
-            file_name: d.file_name.clone(),
-            file_size: d.file_length,
-            sha256: sha(&d.file_sha256),
-            ..Default::default()
-        });
-        context = d.context_info.as_option();
-    } else if let Some(st) = msg.sticker_message.as_option() {
-        out.kind = "sticker";
-        out.media = Some(Media {
-            mimetype: st.mimetype.clone(),
-            file_size: st.file_length,
-            sha256: sha(&st.file_sha256),
-            ..Default::default()
-        });
-        context = st.context_info.as_option();
-    } else if let Some(l) = msg.location_message.as_option() {
-        out.kind = "location";
-        out.location = Some(Location {
-            latitude: l.degrees_latitude,
-            longitude: l.degrees_longitude,
-            name: l.name.clone(),
-            address: l.address.clone(),
-        });
-        context = l.context_info.as_option();
-    } else if let Some(c) = msg.contact_message.as_option() {
-        out.kind = "contact";
-        out.contact = Some(Contact {
-            display_name: c.display_name.clone(),
-            vcard: c.vcard.clone(),
-        });
-        context = c.context_info.as_option();
-    } else {
-        out.kind = "unknown";
-    }
-    if let Some(ctx) = context {
-        out.reply_to = ctx.stanza_id.clone().filter(|s| !s.is_empty());
-        out.reply_to_sender = ctx.participant.clone().filter(|s| !s.is_empty());
-    }
-}
-
 /// How to reach WhatsApp and where the session file is.
 pub struct LinkOptions<'a> {
     pub session_file: &'a Path,
@@ -345,6 +189,9 @@ pub struct LinkOptions<'a> {
     pub pair_phone: Option<String>,
     pub forward_history: bool,
     pub inbox: Arc<dyn Inbox>,
+    /// Sandbox builds: the simulator's media certificate (PEM), trusted for
+    /// media downloads and uploads. Ignored by other builds.
+    pub sandbox_media_ca: Option<&'a str>,
 }
 
 /// One running linked-device client. `disconnect` is final in
@@ -372,6 +219,7 @@ impl Link {
             .with_backend(store)
             .with_transport_factory(transport)
             .with_runtime(TokioRuntime)
+            .with_http_client(media::http_client(opts.sandbox_media_ca))
             .with_version(CLIENT_VERSION)
             .with_inbound_durability_hook(DurabilityHook(opts.inbox));
         if !opts.forward_history {
@@ -420,6 +268,29 @@ impl Link {
         let r = self
             .client
             .send_message(jid, wa::Message::text(text))
+            .await
+            .map_err(|e| WaError::Send(e.to_string()))?;
+        Ok((r.message_id.to_string(), r.to.to_string()))
+    }
+
+    /// The client's media side, for downloads and uploads run outside the
+    /// session task.
+    pub fn media(&self) -> MediaLink {
+        MediaLink(self.client.clone())
+    }
+
+    /// Sends an uploaded file as a media message.
+    pub async fn send_media(
+        &self,
+        to: &str,
+        up: Uploaded,
+        details: MediaDetails,
+    ) -> Result<(String, String), WaError> {
+        let jid = parse_recipient(to)?;
+        let msg = outbound::media_message(up, details);
+        let r = self
+            .client
+            .send_message(jid, msg)
             .await
             .map_err(|e| WaError::Send(e.to_string()))?;
         Ok((r.message_id.to_string(), r.to.to_string()))

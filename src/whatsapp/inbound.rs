@@ -1,0 +1,202 @@
+//! Incoming messages in the bridge's own terms: what a WhatsApp message
+//! says (kind, text, media, location, contact, reply), and for media, what
+//! is needed to download its file later.
+
+use whatsapp_rust::prelude::*;
+
+use super::media::{MediaRef, MediaType};
+
+/// An incoming message in the bridge's own terms.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct IncomingMessage {
+    pub id: String,
+    /// The chat: the sender for a direct message, the group for a group one.
+    pub chat: String,
+    /// Who wrote it (in a group, the participant).
+    pub from: String,
+    pub from_lid: Option<String>,
+    pub push_name: String,
+    pub from_me: bool,
+    pub is_group: bool,
+    pub timestamp: i64,
+    /// text, image, video, audio, voice, document, sticker, location,
+    /// contact or unknown.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub text: Option<String>,
+    pub caption: Option<String>,
+    /// The id of the quoted message, for a reply.
+    pub reply_to: Option<String>,
+    /// Who wrote the quoted message, when WhatsApp says.
+    pub reply_to_sender: Option<String>,
+    pub media: Option<Media>,
+    pub location: Option<Location>,
+    pub contact: Option<Contact>,
+    /// Where the file of a media message is and how to decrypt it: kept
+    /// with the queued event (not posted) so the download survives a
+    /// restart.
+    #[serde(skip)]
+    pub media_ref: Option<MediaRef>,
+}
+
+/// What a media message says about its file.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Media {
+    /// The media id of the stored file (`GET /v1/media/{id}/file`); null
+    /// until it is downloaded, and when downloads are off.
+    pub id: Option<String>,
+    /// Where to fetch the stored file (absolute with `WAPI_PUBLIC_URL`).
+    pub url: Option<String>,
+    /// Why the file could not be downloaded, when it could not.
+    pub error: Option<String>,
+    pub mimetype: Option<String>,
+    pub file_name: Option<String>,
+    pub file_size: Option<u64>,
+    /// base64 of the file's SHA-256, as the Cloud API gives it.
+    pub sha256: Option<String>,
+    pub seconds: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Location {
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub name: Option<String>,
+    pub address: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Contact {
+    pub display_name: Option<String>,
+    pub vcard: Option<String>,
+}
+
+pub(super) fn incoming(m: &InboundMessage) -> IncomingMessage {
+    let src = &m.info.source;
+    let from_lid = src
+        .sender_alt
+        .as_ref()
+        .filter(|j| j.server == Server::Lid)
+        .map(|j| j.to_string());
+    let mut out = IncomingMessage {
+        id: m.info.id.to_string(),
+        chat: src.chat.to_string(),
+        from: src.sender.to_non_ad().to_string(),
+        from_lid,
+        push_name: m.info.push_name.clone(),
+        from_me: src.is_from_me,
+        is_group: src.is_group,
+        timestamp: m.info.timestamp.timestamp(),
+        ..Default::default()
+    };
+    describe(m.message.get_base_message(), &mut out);
+    if let Some(r) = out.media_ref.as_mut() {
+        // A re-upload request names the message and, in a group, its sender.
+        r.message_id = out.id.clone();
+        r.chat = out.chat.clone();
+        r.from_me = out.from_me;
+        r.participant = src.is_group.then(|| src.sender.to_string());
+        r.kind = out.kind.to_string();
+        r.mimetype = out.media.as_ref().and_then(|m| m.mimetype.clone());
+        r.file_name = out.media.as_ref().and_then(|m| m.file_name.clone());
+    }
+    out
+}
+
+fn sha(b: &Option<Vec<u8>>) -> Option<String> {
+    use base64::Engine as _;
+    b.as_ref()
+        .map(|b| base64::engine::general_purpose::STANDARD.encode(b))
+}
+
+/// The details every media message has, and what it takes to download its
+/// file (the proto types differ per kind but name these fields alike).
+macro_rules! media {
+    ($out:ident, $m:ident, $ty:expr) => {
+        $out.media = Some(Media {
+            mimetype: $m.mimetype.clone(),
+            file_size: $m.file_length,
+            sha256: sha(&$m.file_sha256),
+            ..Default::default()
+        });
+        $out.media_ref = MediaRef::new(
+            $ty,
+            $m.direct_path.as_deref(),
+            $m.media_key.as_deref(),
+            $m.file_sha256.as_deref(),
+            $m.file_enc_sha256.as_deref(),
+            $m.file_length,
+        );
+    };
+}
+
+/// Fills in the kind, text and details of a (base, unwrapped) message.
+fn describe(msg: &wa::Message, out: &mut IncomingMessage) {
+    let mut context: Option<&wa::ContextInfo> = None;
+    if let Some(t) = msg.conversation.as_ref().filter(|t| !t.is_empty()) {
+        out.kind = "text";
+        out.text = Some(t.clone());
+    } else if let Some(e) = msg.extended_text_message.as_option() {
+        out.kind = "text";
+        out.text = e.text.clone();
+        context = e.context_info.as_option();
+    } else if let Some(i) = msg.image_message.as_option() {
+        out.kind = "image";
+        out.caption = i.caption.clone();
+        media!(out, i, MediaType::Image);
+        context = i.context_info.as_option();
+    } else if let Some(v) = msg.video_message.as_option() {
+        out.kind = "video";
+        out.caption = v.caption.clone();
+        media!(out, v, MediaType::Video);
+        if let Some(m) = out.media.as_mut() {
+            m.seconds = v.seconds;
+        }
+        context = v.context_info.as_option();
+    } else if let Some(a) = msg.audio_message.as_option() {
+        out.kind = if a.ptt == Some(true) {
+            "voice"
+        } else {
+            "audio"
+        };
+        media!(out, a, MediaType::Audio);
+        if let Some(m) = out.media.as_mut() {
+            m.seconds = a.seconds;
+        }
+        context = a.context_info.as_option();
+    } else if let Some(d) = msg.document_message.as_option() {
+        out.kind = "document";
+        out.caption = d.caption.clone();
+        media!(out, d, MediaType::Document);
+        if let Some(m) = out.media.as_mut() {
+            m.file_name = d.file_name.clone();
+        }
+        context = d.context_info.as_option();
+    } else if let Some(st) = msg.sticker_message.as_option() {
+        out.kind = "sticker";
+        media!(out, st, MediaType::Sticker);
+        context = st.context_info.as_option();
+    } else if let Some(l) = msg.location_message.as_option() {
+        out.kind = "location";
+        out.location = Some(Location {
+            latitude: l.degrees_latitude,
+            longitude: l.degrees_longitude,
+            name: l.name.clone(),
+            address: l.address.clone(),
+        });
+        context = l.context_info.as_option();
+    } else if let Some(c) = msg.contact_message.as_option() {
+        out.kind = "contact";
+        out.contact = Some(Contact {
+            display_name: c.display_name.clone(),
+            vcard: c.vcard.clone(),
+        });
+        context = c.context_info.as_option();
+    } else {
+        out.kind = "unknown";
+    }
+    if let Some(ctx) = context {
+        out.reply_to = ctx.stanza_id.clone().filter(|s| !s.is_empty());
+        out.reply_to_sender = ctx.participant.clone().filter(|s| !s.is_empty());
+    }
+}
