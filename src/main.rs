@@ -64,6 +64,9 @@ mod sandbox {
             .await
             .map_err(|e| format!("cannot start the simulator: {e}"))?;
         cfg.whatsapp_url = sim.ws_url();
+        // Media goes through the simulator's HTTPS host: trust its
+        // certificate (this build only).
+        cfg.media.sandbox_media_ca = Some(sim.media_ca_pem());
         println!("wa-sim (sandbox) WebSocket: {}", sim.ws_url());
         println!("wa-sim (sandbox) admin API: {}", sim.admin_url());
         println!(

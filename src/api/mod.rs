@@ -322,6 +322,22 @@ impl WebhookFields {
     }
 }
 
+/// A webhook URL set with a session key must not point into the bridge's
+/// own network (the rule of media URLs); an admin credential may point
+/// webhooks anywhere.
+async fn guard_webhook(
+    m: &Manager,
+    who: &Principal,
+    change: &SubscriptionChange,
+) -> Result<(), ApiError> {
+    if let (Principal::Session { .. }, Some(Some(url))) = (who, &change.url) {
+        crate::media::fetch::check_destination(url, m.media().settings.allow_private_urls)
+            .await
+            .map_err(|e| bad(format!("webhook_url: {e}")))?;
+    }
+    Ok(())
+}
+
 fn opt_url(url: Option<String>, field: &str) -> Result<Option<String>, ApiError> {
     match url.map(|u| u.trim().to_string()).filter(|u| !u.is_empty()) {
         None => Ok(None),
@@ -347,6 +363,7 @@ async fn register(
     let n = name(&req.session_id)?;
     access::allow(&who, n)?;
     let mut change = req.webhook.change()?;
+    guard_webhook(&m, &who, &change).await?;
     // wapi clients send an empty webhook_url to mean "none given": it
     // keeps the session's URL rather than clearing it.
     if change.url == Some(None) {
@@ -545,11 +562,13 @@ struct PatchReq {
 
 async fn patch(
     State(m): Shared,
+    Extension(who): Extension<Principal>,
     Path(n): Path<String>,
     Body(req): Body<PatchReq>,
 ) -> Result<Response, ApiError> {
     let n = name(&n)?;
     let change = req.webhook.change()?;
+    guard_webhook(&m, &who, &change).await?;
     m.command(n, |reply| Command::SetWebhook(change, reply))
         .await??;
     Ok(axum::Json(view_json(&m.view(n)?)).into_response())

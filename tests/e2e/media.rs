@@ -563,6 +563,31 @@ async fn bad_media_input_gets_a_4xx_naming_the_field() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The same rule for a webhook URL set with a session key; an admin
+    // credential may point webhooks anywhere.
+    let hook = json!({"webhook_url": "http://127.0.0.1:9/hook"});
+    let r = bridge
+        .http
+        .patch(format!("{}/v1/sessions/p2", bridge.base))
+        .header("x-api-key", &key)
+        .json(&hook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        error_text(&v)
+            .unwrap_or_default()
+            .starts_with("webhook_url"),
+        "{v}"
+    );
+    let r = admin(bridge.http.patch(format!("{}/v1/sessions/p2", bridge.base)))
+        .json(&hook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     // The destination is checked before anything else.
     let r = admin(
         bridge
