@@ -194,6 +194,38 @@ impl Config {
                 });
             }
         };
+        let media_s3 = match val("WAPI_MEDIA_S3_BUCKET") {
+            Some(bucket) => Some(crate::media::S3Settings {
+                bucket,
+                endpoint: url("WAPI_MEDIA_S3_ENDPOINT", &["http://", "https://"])?,
+                region: val("WAPI_MEDIA_S3_REGION").unwrap_or_else(|| "us-east-1".into()),
+                access_key_id: val("WAPI_MEDIA_S3_ACCESS_KEY_ID"),
+                secret_access_key: val("WAPI_MEDIA_S3_SECRET_ACCESS_KEY").map(Secret),
+                prefix: val("WAPI_MEDIA_S3_PREFIX"),
+            }),
+            None => None,
+        };
+        // Half a configuration is a mistake, not a reason to fall back to
+        // local files that other nodes cannot see.
+        for k in [
+            "WAPI_MEDIA_S3_ENDPOINT",
+            "WAPI_MEDIA_S3_REGION",
+            "WAPI_MEDIA_S3_ACCESS_KEY_ID",
+            "WAPI_MEDIA_S3_SECRET_ACCESS_KEY",
+            "WAPI_MEDIA_S3_PREFIX",
+        ] {
+            if media_s3.is_none() && val(k).is_some() {
+                return Err(ConfigError {
+                    var: "WAPI_MEDIA_S3_BUCKET",
+                    problem: format!("needed with {k}"),
+                });
+            }
+        }
+        pair(
+            &val,
+            "WAPI_MEDIA_S3_ACCESS_KEY_ID",
+            "WAPI_MEDIA_S3_SECRET_ACCESS_KEY",
+        )?;
         Ok(Self {
             listen,
             files_root: val("WAPI_FILE_SYSTEM_ROOT_POINT_FULL_PATH")
@@ -255,6 +287,7 @@ impl Config {
                 ),
                 public_url: url("WAPI_PUBLIC_URL", &["http://", "https://"])?,
                 sandbox_media_ca: sandbox_media_ca(&val)?,
+                s3: media_s3,
             },
             auth: auth_settings(&val, listen, flag("WAPI_ALLOW_NO_AUTH", false)?)?,
             rate_limit: RateLimit {
@@ -263,25 +296,12 @@ impl Config {
             },
             clock: Clock::system(),
             sentry_dsn: url("WAPI_SENTRY_DSN", &["http://", "https://"])?.map(Secret),
-            tls: match (val("WAPI_CERT_FILE_PATH"), val("WAPI_CERT_KEY_PATH")) {
-                (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+            tls: pair(&val, "WAPI_CERT_FILE_PATH", "WAPI_CERT_KEY_PATH")?.map(|(cert, key)| {
+                crate::tls::TlsFiles {
                     cert: cert.into(),
                     key: key.into(),
-                }),
-                (None, None) => None,
-                (Some(_), None) => {
-                    return Err(ConfigError {
-                        var: "WAPI_CERT_KEY_PATH",
-                        problem: "needed with WAPI_CERT_FILE_PATH".into(),
-                    });
                 }
-                (None, Some(_)) => {
-                    return Err(ConfigError {
-                        var: "WAPI_CERT_FILE_PATH",
-                        problem: "needed with WAPI_CERT_KEY_PATH".into(),
-                    });
-                }
-            },
+            }),
         })
     }
 
@@ -314,6 +334,26 @@ fn sandbox_media_ca(
             var: "WAPI_SANDBOX_MEDIA_CA",
             problem: format!("cannot read {path}: {e}"),
         })
+}
+
+/// Two settings that only mean something together: both or neither.
+fn pair(
+    val: &impl Fn(&'static str) -> Option<String>,
+    a: &'static str,
+    b: &'static str,
+) -> Result<Option<(String, String)>, ConfigError> {
+    match (val(a), val(b)) {
+        (Some(x), Some(y)) => Ok(Some((x, y))),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError {
+            var: b,
+            problem: format!("needed with {a}"),
+        }),
+        (None, Some(_)) => Err(ConfigError {
+            var: a,
+            problem: format!("needed with {b}"),
+        }),
+    }
 }
 
 fn positive(
@@ -434,6 +474,47 @@ mod tests {
         ] {
             let e = with(&[(k, v)]).unwrap_err();
             assert_eq!(e.var, k);
+        }
+    }
+
+    #[test]
+    fn media_s3_settings_come_whole_or_not_at_all() {
+        let c = with(&[
+            ("WAPI_MEDIA_S3_BUCKET", "files"),
+            ("WAPI_MEDIA_S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("WAPI_MEDIA_S3_ACCESS_KEY_ID", "id"),
+            ("WAPI_MEDIA_S3_SECRET_ACCESS_KEY", "secret"),
+        ])
+        .unwrap();
+        let s3 = c.media.s3.unwrap();
+        assert_eq!(s3.bucket, "files");
+        assert_eq!(s3.region, "us-east-1");
+        assert!(
+            !format!("{s3:?}").contains("secret\""),
+            "the secret is not printed"
+        );
+        assert!(with(&[]).unwrap().media.s3.is_none());
+        for (pairs, var) in [
+            (
+                &[("WAPI_MEDIA_S3_ENDPOINT", "http://x")][..],
+                "WAPI_MEDIA_S3_BUCKET",
+            ),
+            (
+                &[
+                    ("WAPI_MEDIA_S3_BUCKET", "b"),
+                    ("WAPI_MEDIA_S3_ENDPOINT", "s3.local"),
+                ][..],
+                "WAPI_MEDIA_S3_ENDPOINT",
+            ),
+            (
+                &[
+                    ("WAPI_MEDIA_S3_BUCKET", "b"),
+                    ("WAPI_MEDIA_S3_ACCESS_KEY_ID", "id"),
+                ][..],
+                "WAPI_MEDIA_S3_SECRET_ACCESS_KEY",
+            ),
+        ] {
+            assert_eq!(with(pairs).unwrap_err().var, var);
         }
     }
 

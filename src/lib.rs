@@ -99,10 +99,7 @@ impl App {
         let cfg = Arc::new(cfg);
         let store = store::open(cfg.redis_url.as_deref(), &cfg.files_root).await?;
         let metrics = Arc::new(telemetry::Metrics::new());
-        let media = Arc::new(media::Media::open_local(
-            &cfg.files_root,
-            cfg.media.clone(),
-        )?);
+        let media = Arc::new(media::Media::open(&cfg.files_root, cfg.media.clone()).await?);
         let webhooks = Webhooks::new(store.clone(), cfg.webhook.clone(), metrics, media.clone());
         let manager = Manager::new(cfg.clone(), store, webhooks.clone());
         let restored = manager.restore().await?;

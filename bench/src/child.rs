@@ -28,14 +28,29 @@ pub fn me(role: &str) -> anyhow::Result<Command> {
 
 /// Resident memory of a process, bytes.
 pub fn rss(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmRSS:").map(|k| k * 1024)
+}
+
+/// Starts a new peak: the kernel's high-water mark of the process's
+/// resident memory (`VmHWM`) is reset to its current RSS.
+pub fn reset_peak(pid: u32) -> anyhow::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .context("resetting the peak RSS (/proc/<pid>/clear_refs)")
+}
+
+/// The highest resident memory since the last [`reset_peak`], bytes.
+pub fn peak_rss(pid: u32) -> anyhow::Result<u64> {
+    status_kib(pid, "VmHWM:").map(|k| k * 1024)
+}
+
+fn status_kib(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib = status
+    status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse::<u64>().ok())
-        .context("VmRSS in /proc/<pid>/status")?;
-    Ok(kib * 1024)
+        .with_context(|| format!("{field} in /proc/<pid>/status"))
 }
 
 /// CPU time (user + system) a process has used so far.

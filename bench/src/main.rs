@@ -15,6 +15,7 @@
 
 mod bare;
 mod child;
+mod media;
 mod params;
 mod receiver;
 mod run;

@@ -19,6 +19,12 @@ pub struct Params {
     pub outbound: usize,
     /// How long idle CPU is measured.
     pub idle_secs: u64,
+    /// Images each busy session receives in the media phase.
+    pub images_per_session: usize,
+    /// Bytes of each of those images.
+    pub image_bytes: usize,
+    /// Bytes of the document sent through the API.
+    pub document_bytes: usize,
 }
 
 impl Params {
@@ -31,6 +37,9 @@ impl Params {
             rate_secs: 10,
             outbound: 2000,
             idle_secs: 60,
+            images_per_session: 3,
+            image_bytes: 1 << 20,
+            document_bytes: 64 << 20,
         }
     }
 
@@ -44,6 +53,9 @@ impl Params {
             rate_secs: 1,
             outbound: 100,
             idle_secs: 2,
+            images_per_session: 1,
+            image_bytes: 1 << 20,
+            document_bytes: 4 << 20,
         }
     }
 

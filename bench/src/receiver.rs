@@ -20,6 +20,9 @@ pub struct Seen {
     pub arrived: Mutex<HashMap<String, Instant>>,
     /// One message body as posted, for the ceiling run.
     pub sample: Mutex<Option<axum::body::Bytes>>,
+    /// Media messages posted with their file stored, and without it.
+    pub media_stored: AtomicU64,
+    pub media_failed: AtomicU64,
 }
 
 pub struct Receiver {
@@ -48,6 +51,14 @@ impl Receiver {
         self.seen.messages.load(Ordering::Relaxed)
     }
 
+    /// Media messages posted so far: (file stored, failed).
+    pub fn media(&self) -> (u64, u64) {
+        (
+            self.seen.media_stored.load(Ordering::Relaxed),
+            self.seen.media_failed.load(Ordering::Relaxed),
+        )
+    }
+
     pub fn arrival(&self, id: &str) -> Option<Instant> {
         self.seen
             .arrived
@@ -72,6 +83,15 @@ async fn receive(State(seen): State<Arc<Seen>>, raw: axum::body::Bytes) -> Statu
                 .unwrap_or_else(|p| p.into_inner())
                 .entry(id.to_string())
                 .or_insert(now);
+        }
+        let media = &body["payload"]["media"];
+        if media.is_object() {
+            if media["id"].is_string() && media["error"].is_null() {
+                seen.media_stored.fetch_add(1, Ordering::Relaxed);
+            } else {
+                seen.media_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            return StatusCode::OK;
         }
         let mut sample = seen.sample.lock().unwrap_or_else(|p| p.into_inner());
         if sample.is_none() {

@@ -16,7 +16,7 @@ use crate::params::Params;
 use crate::receiver::Receiver;
 
 const LINK_CONCURRENCY: usize = 20;
-const MIB: f64 = 1024.0 * 1024.0;
+pub(crate) const MIB: f64 = 1024.0 * 1024.0;
 
 fn extend(v: &mut Value, more: &Value) {
     if let (Some(o), Some(f)) = (v.as_object_mut(), more.as_object()) {
@@ -30,7 +30,7 @@ fn figure(name: &str, fields: Value) {
     println!("{v}");
 }
 
-fn round(x: f64, places: i32) -> f64 {
+pub(crate) fn round(x: f64, places: i32) -> f64 {
     let k = 10f64.powi(places);
     (x * k).round() / k
 }
@@ -41,16 +41,16 @@ fn free_port() -> anyhow::Result<u16> {
         .port())
 }
 
-fn session_name(i: usize) -> String {
+pub(crate) fn session_name(i: usize) -> String {
     format!("s{i:05}")
 }
 
-fn session_phone(i: usize) -> String {
+pub(crate) fn session_phone(i: usize) -> String {
     format!("1777{i:07}")
 }
 
 /// The contact that writes to session `i`.
-fn contact_phone(i: usize) -> String {
+pub(crate) fn contact_phone(i: usize) -> String {
     format!("1888{i:07}")
 }
 
@@ -65,9 +65,9 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
 
 /// An HTTP client of the bridge under test.
 #[derive(Clone)]
-struct Api {
-    base: String,
-    http: reqwest::Client,
+pub(crate) struct Api {
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Api {
@@ -96,7 +96,12 @@ impl Api {
     }
 
     /// Waits until `f` holds, polling every 50 ms, at most `limit`.
-    async fn until<F, Fut>(&self, limit: Duration, what: &str, mut f: F) -> anyhow::Result<()>
+    pub(crate) async fn until<F, Fut>(
+        &self,
+        limit: Duration,
+        what: &str,
+        mut f: F,
+    ) -> anyhow::Result<()>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
@@ -183,8 +188,13 @@ fn spawn_bridge(
     port: u16,
     redis: Option<&str>,
 ) -> anyhow::Result<Child> {
+    // The simulator's media host has a certificate of its own, which this
+    // sandbox build trusts when told.
+    let ca = root.with_extension("media-ca.pem");
+    std::fs::write(&ca, sim.media_ca_pem())?;
     let mut c = me("serve")?;
     c.env_clear()
+        .env("WAPI_SANDBOX_MEDIA_CA", &ca)
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("WAPI_FILE_SYSTEM_ROOT_POINT_FULL_PATH", root)
         .env("WAPI_INTERNAL_HOST", format!("127.0.0.1:{port}"))
@@ -285,6 +295,25 @@ pub async fn all(p: Params) -> anyhow::Result<()> {
 
     // 4. Outbound through the API to the contacts' inboxes.
     figure("outbound", outbound(&api, &sim, busy, p.outbound).await?);
+
+    // 6. Media: images in, a large document out.
+    tokio::time::sleep(settle).await;
+    let mut fig = crate::media::inbound(
+        &sim,
+        &hook,
+        bridge_pid,
+        busy,
+        p.images_per_session,
+        p.image_bytes,
+    )
+    .await?;
+    extend(&mut fig, &json!({"connected_sessions": linked}));
+    figure("media_inbound", fig);
+    tokio::time::sleep(settle).await;
+    figure(
+        "media_send_document",
+        crate::media::send_document(&api, &sim, bridge_pid, p.document_bytes).await?,
+    );
 
     // 2. Restore: a clean stop, then from process start to all WORKING.
     terminate(&mut bridge).await?;

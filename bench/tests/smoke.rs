@@ -1,5 +1,6 @@
 //! Keeps the benchmark from rotting: the whole run at a small size (20
-//! sessions, 500 messages) must finish and print every figure.
+//! sessions, 500 messages, 20 images, a 4 MiB document) must finish and
+//! print every figure.
 
 use std::process::Command;
 
@@ -30,6 +31,8 @@ fn the_quick_run_prints_every_figure() {
         "inbound_latency",
         "receiver_ceiling",
         "outbound",
+        "media_inbound",
+        "media_send_document",
         "restore",
         "rss_per_session",
         "run",
@@ -46,4 +49,13 @@ fn the_quick_run_prints_every_figure() {
     assert!(inbound[0]["msg_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(find("restore")[0]["sessions"], 20);
     assert!(find("inbound_latency")[0]["p99_ms"].as_f64().is_some());
+    let media = find("media_inbound")[0];
+    assert_eq!(media["images"], 20, "{media}");
+    assert!(media["mib_per_s"].as_f64().unwrap() > 0.0, "{media}");
+    assert!(
+        media["peak_rss_over_idle_mib"].as_f64().is_some(),
+        "{media}"
+    );
+    let doc = find("media_send_document")[0];
+    assert!(doc["peak_rss_over_idle_mib"].as_f64().is_some(), "{doc}");
 }

@@ -8,6 +8,7 @@
 //! short by a crash is simply done again after the restart.
 
 pub mod fetch;
+mod s3;
 mod store;
 
 use std::collections::HashMap;
@@ -20,6 +21,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
 
+pub use self::s3::S3Settings;
 pub use self::store::{MediaError, MediaRecord, MediaStore, valid_id};
 use crate::store::OutboxEvent;
 use crate::whatsapp::{DownloadError, MediaLink, MediaRef};
@@ -45,6 +47,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Sandbox builds: the simulator's media certificate (PEM) to trust.
     pub sandbox_media_ca: Option<String>,
+    /// `WAPI_MEDIA_S3_*`: keep files on S3-compatible storage instead of
+    /// under the files root.
+    pub s3: Option<S3Settings>,
 }
 
 impl Default for Settings {
@@ -57,6 +62,7 @@ impl Default for Settings {
             retention: Duration::from_secs(30 * 24 * 3600),
             public_url: None,
             sandbox_media_ca: None,
+            s3: None,
         }
     }
 }
@@ -113,12 +119,16 @@ impl Media {
         }
     }
 
-    /// Files under `<files_root>/media/`, staged in `<files_root>/media-tmp/`
-    /// (emptied: anything left there is from a process that stopped midway).
-    pub fn open_local(files_root: &Path, settings: Settings) -> Result<Self, MediaError> {
+    /// Files on S3 when configured, else under `<files_root>/media/`; either
+    /// way staged in `<files_root>/media-tmp/` (emptied: anything left there
+    /// is from a process that stopped midway).
+    pub async fn open(files_root: &Path, settings: Settings) -> Result<Self, MediaError> {
         let staging = files_root.join("media-tmp");
         let _ = std::fs::remove_dir_all(&staging);
-        let store = MediaStore::local(&files_root.join("media"), &staging)?;
+        let store = match &settings.s3 {
+            Some(s3) => MediaStore::new(s3::open(s3).await?, &staging)?,
+            None => MediaStore::local(&files_root.join("media"), &staging)?,
+        };
         Ok(Self::new(store, settings))
     }
 

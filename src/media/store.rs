@@ -73,16 +73,20 @@ pub struct MediaStore {
 }
 
 impl MediaStore {
+    pub fn new(objects: Arc<dyn ObjectStore>, staging: &Path) -> Result<Self, MediaError> {
+        std::fs::create_dir_all(staging)?;
+        Ok(Self {
+            objects,
+            staging: staging.to_path_buf(),
+        })
+    }
+
     /// Files under `dir` (created if needed).
     pub fn local(dir: &Path, staging: &Path) -> Result<Self, MediaError> {
         std::fs::create_dir_all(dir)?;
-        std::fs::create_dir_all(staging)?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)?
             .with_automatic_cleanup(true);
-        Ok(Self {
-            objects: Arc::new(fs),
-            staging: staging.to_path_buf(),
-        })
+        Self::new(Arc::new(fs), staging)
     }
 
     /// A fresh path in the staging folder; the caller removes it.

@@ -139,11 +139,13 @@ async fn file_server(files: Vec<Vec<u8>>) -> String {
 /// Contacts send every kind; each file is downloaded, kept and served with
 /// the SHA-256 the contact sent. The session sends every kind by media id,
 /// by URL and by base64; the contact decrypts each.
-async fn round_trip(store: StoreKind) {
+async fn round_trip(store: StoreKind, s3: Option<&S3>) {
     let sim = sim().await;
     let rx = Receiver::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let bridge = Bridge::start(config(&sim, dir.path(), &store)).await;
+    let mut cfg = config(&sim, dir.path(), &store);
+    cfg.media.s3 = s3.map(S3::settings);
+    let bridge = Bridge::start(cfg).await;
     let (me, contact) = ("15550007001", "15550007002");
     bridge.link(&sim, "m1", &format!("{}m1", rx.url), me).await;
 
@@ -186,6 +188,17 @@ async fn round_trip(store: StoreKind) {
         assert_eq!(meta["size"], size as u64);
         if *kind == "document" {
             assert_eq!(p["media"]["file_name"], "document.bin");
+        }
+        // The file is where the store was configured, and only there.
+        let local = dir.path().join("media").join(format!("{media_id}.bin"));
+        if let Some(s3) = s3 {
+            assert!(
+                s3.objects().contains(&format!("{media_id}.bin")),
+                "in the bucket"
+            );
+            assert!(!local.exists(), "not on local disk");
+        } else {
+            assert!(local.exists(), "under files/media");
         }
     }
 
@@ -302,13 +315,38 @@ async fn round_trip(store: StoreKind) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_both_ways_on_the_embedded_store() {
-    round_trip(StoreKind::Embedded).await;
+    round_trip(StoreKind::Embedded, None).await;
 }
 
+/// The deployment of several nodes: Redis for state, S3 for files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn media_both_ways_on_redis() {
+async fn media_both_ways_on_redis_and_s3() {
     let redis = Redis::start().await;
-    round_trip(StoreKind::Redis(redis.url.clone())).await;
+    let s3 = S3::start().await;
+    round_trip(StoreKind::Redis(redis.url.clone()), Some(&s3)).await;
+}
+
+/// A bucket that is missing or refuses the key stops the start, naming the
+/// bucket, instead of failing at the first file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_s3_bucket_or_key_stops_the_start() {
+    let sim = sim().await;
+    let s3 = S3::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut wrong_bucket = s3.settings();
+    wrong_bucket.bucket = "no-such-bucket".into();
+    let mut wrong_key = s3.settings();
+    wrong_key.secret_access_key = Some(wapi::config::Secret("not-the-secret".into()));
+    for settings in [wrong_bucket, wrong_key] {
+        let bucket = settings.bucket.clone();
+        let mut cfg = config(&sim, dir.path(), &StoreKind::Embedded);
+        cfg.media.s3 = Some(settings);
+        let err = within(Duration::from_secs(60), wapi::App::start(cfg))
+            .await
+            .err()
+            .expect("the start is refused");
+        assert!(format!("{err:#}").contains(&bucket), "{err:#}");
+    }
 }
 
 /// The Cloud API format carries a media message as the Cloud API does.

@@ -150,6 +150,83 @@ impl Drop for Redis {
     }
 }
 
+/// An S3-compatible server of the test's own (s3s-fs: objects as files in
+/// a temporary folder), with one bucket and a key pair, on a free port;
+/// stopped on drop.
+pub struct S3 {
+    pub endpoint: String,
+    pub bucket: String,
+    pub dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl S3 {
+    pub const KEY_ID: &str = "test-key-id";
+    pub const SECRET: &str = "test-secret-access-key";
+
+    pub async fn start() -> Self {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = "wapi-media".to_string();
+        std::fs::create_dir(dir.path().join(&bucket)).unwrap();
+        let fs = s3s_fs::FileSystem::new(dir.path()).expect("s3s-fs root");
+        let mut b = s3s::service::S3ServiceBuilder::new(fs);
+        b.set_auth(s3s::auth::SimpleAuth::from_single(
+            Self::KEY_ID,
+            Self::SECRET,
+        ));
+        let service = b.build();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            while let Ok((socket, _)) = listener.accept().await {
+                let conn = http
+                    .serve_connection(TokioIo::new(socket), service.clone())
+                    .into_owned();
+                tokio::spawn(conn);
+            }
+        });
+        Self {
+            endpoint,
+            bucket,
+            dir,
+            task,
+        }
+    }
+
+    pub fn settings(&self) -> wapi::media::S3Settings {
+        wapi::media::S3Settings {
+            bucket: self.bucket.clone(),
+            endpoint: Some(self.endpoint.clone()),
+            region: "us-east-1".into(),
+            access_key_id: Some(Self::KEY_ID.into()),
+            secret_access_key: Some(wapi::config::Secret(Self::SECRET.into())),
+            prefix: Some("node-a".into()),
+        }
+    }
+
+    /// The names of the objects in the bucket (under the prefix).
+    pub fn objects(&self) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(self.dir.path().join(&self.bucket).join("node-a"))
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// One delivery as the receiver saw it.
 #[derive(Clone, Debug)]
 pub struct Delivery {
