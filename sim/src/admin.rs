@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::kinds::{self, Compose, ComposeError};
 use crate::media::MAX_BLOB;
 use crate::media_message::{self, ContactMedia, MediaKind};
 use crate::pairing::{self, LinkError};
@@ -142,11 +143,9 @@ async fn pair_code(State(w): Shared, Body(req): Body<PairCodeReq>) -> Result<Res
 #[derive(Deserialize)]
 struct SendReq {
     to: String,
-    /// `text` (the default), or a media kind (see [`MediaKind`]).
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-    #[serde(default)]
-    text: Option<String>,
+    /// `type` (`text` by default) and the fields of every kind but media.
+    #[serde(flatten)]
+    compose: Compose,
     /// The file of a media message.
     #[serde(default)]
     base64: Option<String>,
@@ -181,20 +180,8 @@ async fn contact_send(
     let from = phone(&from, "phone")?;
     let to = phone(&req.to, "to")?;
     let push_name = req.push_name.as_deref();
-    let kind = req.kind.as_deref().unwrap_or("text");
-    let sent = if kind == "text" {
-        let text = req
-            .text
-            .as_deref()
-            .ok_or_else(|| bad("text: required for a text message"))?;
-        routing::contact_send_text(&w, &from, &to, text, push_name).await
-    } else {
-        let kind = MediaKind::parse(kind).ok_or_else(|| {
-            bad(format!(
-                "type: unknown message type {kind:?}; expected text, image, video, audio, \
-                 voice, document or sticker"
-            ))
-        })?;
+    let kind = req.compose.kind.as_deref().unwrap_or("text");
+    let sent = if let Some(kind) = MediaKind::parse(kind) {
         let b64 = req
             .base64
             .as_deref()
@@ -206,7 +193,11 @@ async fn contact_send(
         if data.is_empty() {
             return Err(bad("base64: the file is empty"));
         }
+        let c = &req.compose;
+        let context = kinds::context(&w, &from, c.reply_to.as_deref(), c.mentions.as_deref())
+            .map_err(compose_error)?;
         let media = ContactMedia {
+            context,
             mimetype: req.mimetype,
             caption: req.caption,
             file_name: req.file_name,
@@ -214,12 +205,25 @@ async fn contact_send(
             reupload: req.reupload.unwrap_or(true),
             ..ContactMedia::new(kind, data)
         };
-        media_message::contact_send_media(&w, &from, &to, media, push_name).await
+        media_message::contact_send_media(&w, &from, &to, media, push_name)
+            .await
+            .map_err(ComposeError::from)
+    } else {
+        kinds::contact_send(&w, &from, &to, &req.compose, push_name).await
     };
-    match sent {
-        Ok(id) => Ok(axum::Json(json!({ "id": id })).into_response()),
-        Err(SendError::NoAccount(a)) => Err(not_found(format!("to: {a} is not an account"))),
-        Err(SendError::Sim(e)) => Err(AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    let id = sent.map_err(compose_error)?;
+    Ok(axum::Json(json!({ "id": id })).into_response())
+}
+
+fn compose_error(e: ComposeError) -> AdminError {
+    match e {
+        ComposeError::Bad(m) => bad(m),
+        ComposeError::Send(SendError::NoAccount(a)) => {
+            not_found(format!("to: {a} is not an account"))
+        }
+        ComposeError::Send(SendError::Sim(e)) => {
+            AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
     }
 }
 

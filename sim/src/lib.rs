@@ -25,6 +25,7 @@ pub mod admin;
 mod conn;
 mod error;
 mod iq;
+mod kinds;
 mod media;
 mod media_message;
 mod media_retry;
@@ -47,6 +48,7 @@ use tokio::task::JoinHandle;
 use waproto::whatsapp as wa;
 
 pub use error::SimError;
+pub use kinds::{Card, Compose, ComposeError};
 pub use media::MediaStats;
 pub use media_message::{ContactMedia, MediaKind};
 pub use pairing::LinkError;
@@ -190,6 +192,20 @@ impl SimHandle {
         push_name: Option<&str>,
     ) -> Result<String, SendError> {
         routing::contact_send_message(&self.world, from, to, message, push_name).await
+    }
+
+    /// A contact sends a message of any kind but media: a text (with a
+    /// quote or mentions), a location, contact cards, a reaction, an edit or
+    /// revoke of a message it sent, a poll or a vote (see [`Compose`], the
+    /// body of `POST /admin/contacts/{phone}/messages`); returns its id.
+    pub async fn contact_compose(
+        &self,
+        from: &str,
+        to: &str,
+        message: &Compose,
+        push_name: Option<&str>,
+    ) -> Result<String, ComposeError> {
+        kinds::contact_send(&self.world, from, to, message, push_name).await
     }
 
     /// A contact sends a file (image, video, audio, voice note, document or

@@ -91,6 +91,8 @@ pub struct ContactMedia {
     /// Whether the contact's phone still has the file when a re-upload is
     /// asked for.
     pub reupload: bool,
+    /// A quote and mentions (see [`crate::kinds::context`]).
+    pub context: Option<wa::ContextInfo>,
 }
 
 impl ContactMedia {
@@ -103,6 +105,7 @@ impl ContactMedia {
             file_name: None,
             expired: false,
             reupload: true,
+            context: None,
         }
     }
 }
@@ -224,7 +227,11 @@ pub async fn contact_send_media(
             .unwrap_or_else(|| media.kind.default_mimetype().to_string()),
         sidecar: enc.streaming_sidecar,
     };
-    let message = build_message(&media, &cdn);
+    let mut message = build_message(&media, &cdn);
+    if let Some(ctx) = media.context.clone() {
+        use wacore::proto_helpers::MessageExt as _;
+        message.set_context_info(ctx);
+    }
     // Remembered before sending: the device may ask for a re-upload as soon
     // as it has the message.
     let id = new_message_id();

@@ -322,6 +322,7 @@ pub async fn share_app_state_keys(
             push_name: None,
             timestamp: now_secs(),
             category_peer: true,
+            edit: None,
         },
     )
     .await

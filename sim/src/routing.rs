@@ -10,7 +10,7 @@ use waproto::whatsapp as wa;
 
 use crate::error::SimError;
 use crate::signal::{EncType, address};
-use crate::world::{InboxMessage, SERVER, World, new_message_id, now_secs};
+use crate::world::{Endpoint, InboxMessage, SERVER, World, new_message_id, now_secs};
 
 /// The outer attributes of a message stanza.
 pub struct Envelope {
@@ -23,6 +23,9 @@ pub struct Envelope {
     pub timestamp: u64,
     /// Messages between devices of one account carry `category="peer"`.
     pub category_peer: bool,
+    /// The stanza's `edit` attribute: `1` an edit, `7` a sender's revoke
+    /// (or a removed reaction), `8` an admin's revoke.
+    pub edit: Option<String>,
 }
 
 /// A device address parsed from a JID (`PHONE[:DEVICE]@s.whatsapp.net`).
@@ -95,6 +98,9 @@ pub async fn send_from_endpoint(
     if env.category_peer {
         msg = msg.attr("category", "peer");
     }
+    if let Some(edit) = &env.edit {
+        msg = msg.attr("edit", edit.as_str());
+    }
     let node = msg.children([enc_node(kind, ct, env.mediatype)]).build();
     world.deliver(to_phone, to_device, node);
     world
@@ -165,6 +171,11 @@ pub async fn contact_send_message_with_id(
     // put on this message.
     let kind = wacore::send::stanza_type_from_message(message);
     let mediatype = wacore::send::media_type_from_message(message);
+    let edit = wacore::types::message::EditAttribute::infer_from_message(message)
+        .map(|e| e.to_string_val().to_string());
+    // Remembered before sending: the device may answer (react, vote) as
+    // soon as it has the message.
+    crate::kinds::remember_sent(world, from, to, &id, message)?;
     let message = message.encode_to_vec();
     let t = now_secs();
     for device in devices {
@@ -181,6 +192,7 @@ pub async fn contact_send_message_with_id(
                 push_name: push_name.map(str::to_string),
                 timestamp: t,
                 category_peer: false,
+                edit: edit.clone(),
             },
         )
         .await?;
@@ -216,6 +228,8 @@ pub struct Outgoing {
     pub id: String,
     pub kind: String,
     pub push_name: String,
+    /// The stanza's `edit` attribute, passed on to real devices.
+    pub edit: Option<String>,
     pub copies: Vec<Copy>,
     pub device_identity: Option<Node>,
 }
@@ -274,7 +288,8 @@ pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
                 .stats
                 .messages_decrypted
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Some(entry) = inbox_entry(world, &plain, &out.id, &out.chat, &from_jid, t).await
+            if let Some(entry) =
+                inbox_entry(world, &endpoint, &plain, &out.id, &out.chat, &from_jid, t).await
                 && let Ok(mut inbox) = endpoint.inbox.lock()
             {
                 inbox.push(entry);
@@ -296,6 +311,9 @@ pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
             if !out.push_name.is_empty() {
                 b = b.attr("notify", out.push_name.as_str());
             }
+            if let Some(edit) = &out.edit {
+                b = b.attr("edit", edit.as_str());
+            }
             if copy.to.phone == out.from.phone {
                 b = b.attr("recipient", out.chat.as_str());
             }
@@ -314,10 +332,12 @@ pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
     }
 }
 
-/// What a contact's inbox keeps of a message: texts, and media with the
-/// file downloaded and checked. Other kinds are not kept.
+/// What a contact's inbox keeps of a message: texts, the other message
+/// kinds (see [`crate::kinds::read`]), and media with the file downloaded
+/// and checked. Protocol messages it has no use for are not kept.
 async fn inbox_entry(
     world: &World,
+    endpoint: &Endpoint,
     plain: &[u8],
     id: &str,
     chat: &str,
@@ -333,27 +353,11 @@ async fn inbox_entry(
         timestamp: t,
         ..Default::default()
     };
-    if let Some(text) = message_text(&message) {
-        entry.text = text;
-        return Some(entry);
+    let kept = crate::kinds::read(endpoint, &message, &mut entry)
+        || crate::media_message::read_media(world, &message, &mut entry).await;
+    if !kept {
+        return None;
     }
-    crate::media_message::read_media(world, &message, &mut entry)
-        .await
-        .then_some(entry)
-}
-
-/// The text of a message, for the inbox.
-pub fn message_text(m: &wa::Message) -> Option<String> {
-    if let Some(c) = &m.conversation {
-        return Some(c.clone());
-    }
-    if let Some(ext) = m.extended_text_message.as_option() {
-        return ext.text.clone();
-    }
-    if let Some(dsm) = m.device_sent_message.as_option()
-        && let Some(inner) = dsm.message.as_option()
-    {
-        return message_text(inner);
-    }
-    None
+    crate::kinds::remember_received(endpoint, &message, &mut entry);
+    Some(entry)
 }

@@ -313,6 +313,7 @@ async fn on_message(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: No
         id,
         kind: attr(&node, "type").unwrap_or_else(|| "text".into()),
         push_name,
+        edit: attr(&node, "edit").filter(|e| !e.is_empty()),
         copies,
         device_identity: node.get_optional_child("device-identity").cloned(),
     };

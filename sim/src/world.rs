@@ -29,6 +29,9 @@ pub struct Endpoint {
     pub phone: String,
     pub peer: tokio::sync::Mutex<Peer>,
     pub inbox: Mutex<Vec<InboxMessage>>,
+    /// The messages it sent and received that later ones can refer to
+    /// (replies, reactions, edits, votes), and the polls it knows.
+    pub memory: Mutex<crate::kinds::Memory>,
 }
 
 /// A message an endpoint received and decrypted.
@@ -37,13 +40,49 @@ pub struct InboxMessage {
     pub id: String,
     pub from: String,
     pub to: String,
-    /// `text`, or the media kind: `image`, `video`, `audio`, `voice`,
-    /// `document`, `sticker`.
+    /// `text`, a media kind (`image`, `video`, `audio`, `voice`,
+    /// `document`, `sticker`), `location`, `contacts`, `reaction`, `edit`,
+    /// `revoke`, `poll` or `poll_vote`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// The text, or a media message's caption (empty without one).
+    /// The text, a media message's caption (empty without one), or an
+    /// edit's new text.
     pub text: String,
     pub timestamp: u64,
+    /// The id of the message this one quotes (any kind).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// The JIDs mentioned, when any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<Vec<String>>,
+    /// The target of a reaction, edit, revoke or poll vote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// A reaction's emoji; empty when a reaction is removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
+    /// A location's name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A location's address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// The cards of a contacts message, read from their vCards.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contacts: Option<Vec<crate::kinds::Card>>,
+    /// A poll's question.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    /// A poll's options, or the options a poll vote chose.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<String>>,
+    /// How many options a poll's voters may choose (0: any number).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selectable: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mimetype: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -227,6 +266,7 @@ impl World {
                     phone: phone.to_string(),
                     peer: tokio::sync::Mutex::new(peer),
                     inbox: Mutex::new(Vec::new()),
+                    memory: Mutex::new(Default::default()),
                 })
             })
             .clone();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use harness::{Client, eventually, link_media, within};
+use harness::{Client, admin, eventually, link_media, within};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use whatsapp_rust::download::{Downloadable, MediaType};
@@ -45,41 +45,15 @@ fn contact_jid() -> Jid {
     format!("{CONTACT}@s.whatsapp.net").parse().unwrap()
 }
 
-async fn admin(sim: &wa_sim::SimHandle, method: &str, path: &str, body: Value) -> (u16, Value) {
-    let http = reqwest::Client::new();
-    let url = format!("{}{path}", sim.admin_url());
-    let req = match method {
-        "GET" => http.get(url),
-        _ => http.post(url).json(&body),
-    };
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or_default())
-}
-
 /// The contact sends a message through the admin API; returns its id.
 async fn contact_sends(sim: &wa_sim::SimHandle, body: Value) -> String {
-    let (status, json) = admin(sim, "POST", &format!("/contacts/{CONTACT}/messages"), body).await;
-    assert_eq!(status, 200, "{json}");
-    json["id"].as_str().expect("an id").to_string()
+    harness::contact_sends(sim, CONTACT, body).await
 }
 
 /// Waits for the message `id` and returns it with its chat.
 async fn received(c: &mut Client, id: &str) -> (Arc<wa::Message>, Jid) {
-    let e = within(
-        FAST,
-        c.wait(|e| match e {
-            Event::Messages(b) => b.messages.iter().any(|m| m.info.id == id),
-            _ => false,
-        }),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("message {id}: {e}"));
-    let Event::Messages(b) = &*e else {
-        unreachable!()
-    };
-    let m = b.messages.iter().find(|m| m.info.id == id).unwrap();
-    (m.message.clone(), m.info.source.chat.clone())
+    let m = c.received(id).await;
+    (m.message, m.info.source.chat.clone())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,8 +18,8 @@ use super::{ApiError, Shared, bad, name};
 use crate::auth::Principal;
 use crate::media::fetch::{FetchPolicy, fetch_to_file};
 use crate::media::{Media, MediaError, MediaRecord};
-use crate::session::{Command, Manager, SessionError, Status};
-use crate::whatsapp::MediaDetails;
+use crate::session::{Manager, SessionError, Status};
+use crate::whatsapp::{MediaDetails, Outgoing};
 
 /// The media kinds a message can carry.
 pub const KINDS: &str = "image, video, audio, voice, document, sticker";
@@ -291,7 +291,6 @@ fn parse_range(h: &str, size: u64) -> Option<std::ops::Range<u64>> {
 
 /// What a send request says about a media message.
 pub struct MediaSend {
-    pub to: String,
     pub kind: String,
     pub media_id: Option<String>,
     pub url: Option<String>,
@@ -301,15 +300,15 @@ pub struct MediaSend {
     pub mimetype: Option<String>,
 }
 
-/// Sends a media message: the file is staged on disk, uploaded to
-/// WhatsApp outside the session's task (a large file holds nothing else
-/// up), then the message is sent by the task.
-pub async fn send(
+/// Prepares a media message: the file is staged on disk and uploaded to
+/// WhatsApp here, outside the session's task (a large file holds nothing
+/// else up); the task then only sends the message.
+pub async fn prepare(
     m: &Manager,
     who: &Principal,
     session: &str,
     req: MediaSend,
-) -> Result<(String, String), ApiError> {
+) -> Result<Outgoing, ApiError> {
     let sources = [&req.media_id, &req.url, &req.base64]
         .iter()
         .filter(|s| s.is_some())
@@ -365,14 +364,7 @@ pub async fn send(
         caption: req.caption.clone(),
         file_name: req.file_name.clone(),
     };
-    let to = req.to.clone();
-    Ok(m.command(session, |reply| Command::SendMedia {
-        to,
-        uploaded: Box::new(uploaded),
-        details,
-        reply,
-    })
-    .await??)
+    Ok(Outgoing::Media(Box::new(uploaded), details))
 }
 
 /// Puts the request's file at `dest`; returns the MIME type its source

@@ -4,6 +4,7 @@
 mod access;
 mod envelope;
 mod media;
+mod messages;
 mod openapi;
 
 use openapi::endpoints;
@@ -37,7 +38,7 @@ impl IntoResponse for ApiError {
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         let status = match &e {
-            SessionError::NotFound(_) => StatusCode::NOT_FOUND,
+            SessionError::NotFound(_) | SessionError::UnknownMessage(_) => StatusCode::NOT_FOUND,
             SessionError::Exists(_) | SessionError::NotWorking { .. } => StatusCode::CONFLICT,
             SessionError::BadRequest(_) => StatusCode::BAD_REQUEST,
             SessionError::Store(_) | SessionError::Gone => StatusCode::SERVICE_UNAVAILABLE,
@@ -394,8 +395,8 @@ async fn send_message(
     if req.chat_id.trim().is_empty() {
         return Err(bad("chat_id: must not be empty"));
     }
-    let (id, _) = m.send_text(n, &req.chat_id, &req.text).await?;
-    Ok(axum::Json(json!({"message_id": id})).into_response())
+    let sent = m.send_text(n, &req.chat_id, &req.text).await?;
+    Ok(axum::Json(json!({"message_id": sent.id})).into_response())
 }
 
 fn png_response(png: &[u8]) -> Response {
@@ -660,76 +661,6 @@ async fn pair_code(
         )
     })???;
     Ok(axum::Json(json!({"code": code})).into_response())
-}
-
-#[derive(Deserialize, schemars::JsonSchema)]
-struct SendReq {
-    /// A phone number or a JID.
-    to: String,
-    /// text (default), image, video, audio, voice (a voice note), document
-    /// or sticker.
-    #[serde(rename = "type", default)]
-    kind: Option<String>,
-    /// The text of a text message.
-    #[serde(default)]
-    text: Option<String>,
-    /// A media message's file: exactly one of media_id (uploaded before),
-    /// url (fetched by the bridge) or base64.
-    #[serde(default)]
-    media_id: Option<String>,
-    #[serde(default)]
-    url: Option<String>,
-    #[serde(default)]
-    base64: Option<String>,
-    #[serde(default)]
-    caption: Option<String>,
-    /// Shown with a document.
-    #[serde(default)]
-    file_name: Option<String>,
-    /// Sniffed from the file when absent.
-    #[serde(default)]
-    mimetype: Option<String>,
-}
-
-async fn send(
-    State(m): Shared,
-    Extension(who): Extension<Principal>,
-    Path(n): Path<String>,
-    Body(req): Body<SendReq>,
-) -> Result<Response, ApiError> {
-    let n = name(&n)?;
-    if req.to.trim().is_empty() {
-        return Err(bad("to: must not be empty"));
-    }
-    let kind = req.kind.as_deref().map(str::trim).unwrap_or("text");
-    let (id, to) = match kind {
-        "text" => {
-            let Some(text) = req.text.as_deref() else {
-                return Err(bad("text: required for a text message"));
-            };
-            m.send_text(n, &req.to, text).await?
-        }
-        k if crate::whatsapp::media_type(k).is_some() => {
-            let send = media::MediaSend {
-                to: req.to,
-                kind: k.to_string(),
-                media_id: req.media_id,
-                url: req.url,
-                base64: req.base64,
-                caption: req.caption,
-                file_name: req.file_name,
-                mimetype: req.mimetype,
-            };
-            media::send(&m, &who, n, send).await?
-        }
-        other => {
-            return Err(bad(format!(
-                "type: expected one of text, {}, got {other:?}",
-                media::KINDS
-            )));
-        }
-    };
-    Ok((StatusCode::CREATED, axum::Json(json!({"id": id, "to": to}))).into_response())
 }
 
 // --- webhook outbox ---

@@ -14,8 +14,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Config;
-use crate::store::{SessionRecord, Store, StoreError};
+use crate::store::{MessageRecord, SessionRecord, Store, StoreError};
 use crate::webhook::{Subscription, SubscriptionChange, Webhooks};
+use crate::whatsapp::{Extras, Outgoing, Sent};
 
 pub use task::Command;
 
@@ -82,6 +83,9 @@ pub enum SessionError {
     Store(#[from] StoreError),
     #[error("whatsapp: {0}")]
     WhatsApp(String),
+    /// No message of this id is remembered (never seen, or older than 30 days).
+    #[error("message {0} not found")]
+    UnknownMessage(String),
 }
 
 struct Entry {
@@ -271,19 +275,67 @@ impl Manager {
         rx.await.map_err(|_| SessionError::Gone)
     }
 
-    /// Sends a text through a WORKING session.
-    pub async fn send_text(
+    /// Sends any kind through a WORKING session.
+    pub async fn send_message(
         &self,
         name: &str,
         to: &str,
-        text: &str,
-    ) -> Result<(String, String), SessionError> {
-        self.command(name, |reply| Command::SendText {
+        out: Outgoing,
+        extras: Extras,
+    ) -> Result<Sent, SessionError> {
+        self.command(name, |reply| Command::Send {
             to: to.to_string(),
+            out: Box::new(out),
+            extras,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sends a text through a WORKING session.
+    pub async fn send_text(&self, name: &str, to: &str, text: &str) -> Result<Sent, SessionError> {
+        self.send_message(
+            name,
+            to,
+            Outgoing::Text(text.to_string()),
+            Extras::default(),
+        )
+        .await
+    }
+
+    /// Replaces the text of a message the session sent in `chat`.
+    pub async fn edit(
+        &self,
+        name: &str,
+        chat: &str,
+        id: &str,
+        text: &str,
+    ) -> Result<(), SessionError> {
+        self.command(name, |reply| Command::Edit {
+            chat: chat.to_string(),
+            id: id.to_string(),
             text: text.to_string(),
             reply,
         })
         .await?
+    }
+
+    /// Deletes a message the session sent in `chat`, for everyone.
+    pub async fn revoke(&self, name: &str, chat: &str, id: &str) -> Result<(), SessionError> {
+        self.command(name, |reply| Command::Revoke {
+            chat: chat.to_string(),
+            id: id.to_string(),
+            reply,
+        })
+        .await?
+    }
+
+    /// A message this session sent or received, remembered by its id.
+    pub async fn remembered(&self, name: &str, id: &str) -> Result<MessageRecord, SessionError> {
+        self.store
+            .message_get(name, id)
+            .await?
+            .ok_or_else(|| SessionError::UnknownMessage(id.to_string()))
     }
 
     /// Deletes a session: logs out if linked, stops, deletes its files and

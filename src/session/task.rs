@@ -4,14 +4,17 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
+use base64::Engine as _;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::{QrCode, SessionError, SessionView, Status, now_secs};
 use crate::config::Config;
-use crate::store::{SessionRecord, Store};
+use crate::store::{MessageRecord, PollRecord, SessionRecord, Store};
 use crate::webhook::{EventKind, SubscriptionChange, WeakWebhooks, Webhooks, message_event_id};
-use crate::whatsapp::{Inbox, IncomingMessage, Link, LinkOptions, WaEvent};
+use crate::whatsapp::{
+    Change, Extras, Inbox, IncomingMessage, Link, LinkOptions, Outgoing, Sent, WaEvent,
+};
 
 type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
 
@@ -27,17 +30,26 @@ pub enum Command {
         phone: String,
         reply: Reply<String>,
     },
-    SendText {
+    /// Sends any kind (a file already uploaded to WhatsApp's media hosts)
+    /// and remembers the message, to reply to, edit or delete it later.
+    Send {
         to: String,
-        text: String,
-        reply: Reply<(String, String)>,
+        out: Box<Outgoing>,
+        extras: Extras,
+        reply: Reply<Sent>,
     },
-    /// Sends a file already uploaded to WhatsApp's media hosts.
-    SendMedia {
-        to: String,
-        uploaded: Box<crate::whatsapp::Uploaded>,
-        details: crate::whatsapp::MediaDetails,
-        reply: Reply<(String, String)>,
+    /// Replaces the text of a message we sent.
+    Edit {
+        chat: String,
+        id: String,
+        text: String,
+        reply: Reply<()>,
+    },
+    /// Deletes a message we sent, for everyone.
+    Revoke {
+        chat: String,
+        id: String,
+        reply: Reply<()>,
     },
     /// The periodic connection checkout.
     Check,
@@ -234,27 +246,33 @@ impl Task {
                     self.start(Some(phone)).await;
                 }
             }
-            Command::SendText { to, text, reply } => {
-                let r = match self.working_link() {
-                    Ok(link) => link.send_text(&to, &text).await.map_err(send_error),
-                    Err(e) => Err(e),
-                };
-                self.sent(r, reply);
-            }
-            Command::SendMedia {
+            Command::Send {
                 to,
-                uploaded,
-                details,
+                out,
+                extras,
+                reply,
+            } => {
+                let r = self.send(&to, *out, &extras).await;
+                let _ = reply.send(r);
+            }
+            Command::Edit {
+                chat,
+                id,
+                text,
                 reply,
             } => {
                 let r = match self.working_link() {
-                    Ok(link) => link
-                        .send_media(&to, *uploaded, details)
-                        .await
-                        .map_err(send_error),
+                    Ok(link) => link.edit(&chat, &id, &text).await.map_err(send_error),
                     Err(e) => Err(e),
                 };
-                self.sent(r, reply);
+                let _ = reply.send(r);
+            }
+            Command::Revoke { chat, id, reply } => {
+                let r = match self.working_link() {
+                    Ok(link) => link.revoke(&chat, &id).await.map_err(send_error),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
             }
             Command::Check => self.check().await,
             Command::Delete(reply) => {
@@ -288,11 +306,39 @@ impl Task {
         }
     }
 
-    fn sent(&self, r: Result<(String, String), SessionError>, reply: Reply<(String, String)>) {
-        if r.is_ok() {
-            self.ctx.webhooks.metrics().messages_sent.inc();
+    async fn send(&self, to: &str, out: Outgoing, extras: &Extras) -> Result<Sent, SessionError> {
+        let link = self.working_link()?;
+        let (kind, text) = (out.kind().to_string(), out.text());
+        let poll = match &out {
+            Outgoing::Poll {
+                question, options, ..
+            } => Some((question.clone(), options.clone())),
+            _ => None,
+        };
+        let sent = link.send(to, out, extras).await.map_err(send_error)?;
+        self.ctx.webhooks.metrics().messages_sent.inc();
+        let rec = MessageRecord {
+            id: sent.id.clone(),
+            chat: sent.to.clone(),
+            sender: account_of(&link.jid()).unwrap_or_default(),
+            from_me: true,
+            kind,
+            text,
+            at: now_secs(),
+            poll: poll
+                .zip(sent.poll_secret.as_ref())
+                .map(|((question, options), secret)| PollRecord {
+                    question,
+                    options,
+                    secret: base64::engine::general_purpose::STANDARD.encode(secret),
+                }),
+        };
+        // The message is sent whatever happens here; without the record a
+        // later reply or edit by its id answers 404, so say so in the log.
+        if let Err(e) = self.ctx.store.message_put(self.name(), &rec).await {
+            warn!(id = %rec.id, "cannot remember a sent message: {e}");
         }
-        let _ = reply.send(r);
+        Ok(sent)
     }
 
     async fn start(&mut self, pair_phone: Option<String>) {
@@ -607,25 +653,55 @@ impl SessionInbox {
         }
         let download = webhooks.media().settings.download;
         let mut committed = 0;
-        for m in messages.iter().filter(|m| !m.from_me) {
+        for m in messages {
+            // What a later reply, reaction or edit by id needs; our own
+            // messages sent from the phone are remembered too.
+            if m.change == Change::Message
+                && !matches!(m.kind, "reaction" | "poll_vote" | "unknown")
+            {
+                let rec = MessageRecord {
+                    id: m.id.clone(),
+                    chat: m.chat.clone(),
+                    sender: m.from.clone(),
+                    from_me: m.from_me,
+                    kind: m.kind.to_string(),
+                    text: m.text.clone().or_else(|| m.caption.clone()),
+                    at: now_secs(),
+                    poll: None,
+                };
+                webhooks
+                    .store()
+                    .message_put(&name, &rec)
+                    .await
+                    .map_err(CommitError::Store)?;
+            }
+            if m.from_me {
+                continue;
+            }
             committed += 1;
-            let id = message_event_id(&name, &m.chat, &m.from, &m.id);
+            let stanza = m.edit_id.as_deref().unwrap_or(&m.id);
+            let id = message_event_id(&name, &m.chat, &m.from, stanza);
+            let event = match m.change {
+                Change::Message => EventKind::Message,
+                Change::Edited => EventKind::MessageEdited,
+                Change::Revoked => EventKind::MessageRevoked,
+            };
             let payload = serde_json::to_value(m).map_err(|e| CommitError::Other(e.to_string()))?;
-            let media =
-                m.media_ref
-                    .clone()
-                    .filter(|_| download)
-                    .map(|media| crate::media::MediaJob {
-                        media,
-                        attempts: 0,
-                        waiting_since_ms: None,
-                    });
+            let media = m
+                .media_ref
+                .clone()
+                .filter(|_| download && m.change == Change::Message)
+                .map(|media| crate::media::MediaJob {
+                    media,
+                    attempts: 0,
+                    waiting_since_ms: None,
+                });
             webhooks
                 .enqueue(
                     &name,
                     &sub,
                     account.as_deref(),
-                    EventKind::Message,
+                    event,
                     Some(id),
                     payload,
                     media,
@@ -646,6 +722,12 @@ enum CommitError {
 
 #[async_trait::async_trait]
 impl Inbox for SessionInbox {
+    async fn remembered(&self, id: &str) -> Option<MessageRecord> {
+        let webhooks = self.webhooks.upgrade()?;
+        let name = self.view.read().map(|v| v.name.clone()).ok()?;
+        webhooks.store().message_get(&name, id).await.ok().flatten()
+    }
+
     async fn commit(&self, messages: Vec<IncomingMessage>) -> Result<(), String> {
         // Enqueueing is idempotent (event ids), so a retry after a partial
         // commit only adds what is missing.

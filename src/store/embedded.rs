@@ -13,8 +13,8 @@ use redb::{
 };
 
 use super::{
-    DEDUPE_WINDOW_SECS, OutboxCounts, OutboxEvent, SessionRecord, Store, StoreError, TokenRecord,
-    from_json, is_retrying, task_failed, to_json, unix_now_secs,
+    DEDUPE_WINDOW_SECS, MessageRecord, OutboxCounts, OutboxEvent, SessionRecord, Store, StoreError,
+    TokenRecord, from_json, is_retrying, task_failed, to_json, unix_now_secs,
 };
 
 /// name -> SessionRecord json.
@@ -34,6 +34,9 @@ const DEAD: TableDefinition<&[u8], &str> = TableDefinition::new("dead");
 const DEAD_INDEX: TableDefinition<&str, u64> = TableDefinition::new("dead_index");
 /// session -> events delivered (removed from pending).
 const DELIVERED: TableDefinition<&str, u64> = TableDefinition::new("delivered");
+
+/// session NUL message id -> (unix seconds remembered, MessageRecord json).
+const MESSAGES: TableDefinition<&str, (u64, &str)> = TableDefinition::new("messages");
 
 /// sha256(secret) hex -> TokenRecord json.
 const TOKENS: TableDefinition<&str, &str> = TableDefinition::new("tokens");
@@ -66,6 +69,14 @@ enum Grouped {
         id: String,
         reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
     },
+    /// A message remembered (every message in and out writes one, so it
+    /// rides in the same commits as the outbox).
+    Remember {
+        key: String,
+        at: u64,
+        json: String,
+        reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 /// Writes a batch at most this large in one transaction.
@@ -82,6 +93,11 @@ impl Grouped {
                 push(txn, ev.clone(), *now).map(Done::Pushed)
             }
             Grouped::Remove { session, id, .. } => remove(txn, session, id).map(|()| Done::Removed),
+            Grouped::Remember { key, at, json, .. } => {
+                txn.open_table(MESSAGES)?
+                    .insert(key.as_str(), (*at, json.as_str()))?;
+                Ok(Done::Removed)
+            }
         }
     }
 
@@ -90,7 +106,7 @@ impl Grouped {
             Grouped::Push { reply, .. } => {
                 let _ = reply.send(result.map(|d| matches!(d, Done::Pushed(true))));
             }
-            Grouped::Remove { reply, .. } => {
+            Grouped::Remove { reply, .. } | Grouped::Remember { reply, .. } => {
                 let _ = reply.send(result.map(|_| ()));
             }
         }
@@ -158,6 +174,7 @@ impl EmbeddedStore {
             txn.open_table(DEAD_INDEX)?;
             txn.open_table(DELIVERED)?;
             txn.open_table(TOKENS)?;
+            txn.open_table(MESSAGES)?;
             prune_seen(txn, now)
         })?;
         let db = Arc::new(db);
@@ -247,6 +264,40 @@ impl Store for EmbeddedStore {
         .await
     }
 
+    async fn message_put(&self, session: &str, rec: &MessageRecord) -> Result<(), StoreError> {
+        let (key, json) = (id_key(session, &rec.id), to_json(rec)?);
+        self.grouped(|reply| Grouped::Remember {
+            key,
+            at: rec.at,
+            json,
+            reply,
+        })
+        .await
+    }
+
+    async fn message_get(
+        &self,
+        session: &str,
+        id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let key = id_key(session, id);
+        let now = unix_now_secs();
+        self.run(move |db| {
+            read(db, |txn| {
+                let table = txn.open_table(MESSAGES)?;
+                let Some(v) = table.get(key.as_str())? else {
+                    return Ok(None);
+                };
+                let (at, json) = v.value();
+                if !within_window(at, now) {
+                    return Ok(None);
+                }
+                from_json("message", json).map(Some)
+            })
+        })
+        .await
+    }
+
     async fn token_delete(&self, hash: &str) -> Result<(), StoreError> {
         let hash = hash.to_owned();
         self.run(move |db| {
@@ -317,6 +368,9 @@ impl Store for EmbeddedStore {
                 txn.open_table(DEAD_INDEX)?
                     .retain_in(lo.as_str()..hi.as_str(), |_, _| false)?;
                 txn.open_table(DELIVERED)?.remove(name.as_str())?;
+                let (lo, hi) = id_range(&name);
+                txn.open_table(MESSAGES)?
+                    .retain_in(lo.as_str()..hi.as_str(), |_, _| false)?;
                 Ok(())
             })
         })
@@ -566,6 +620,8 @@ fn remove(txn: &WriteTransaction, session: &str, id: &str) -> Result<(), StoreEr
 fn prune_seen(txn: &WriteTransaction, now: u64) -> Result<(), StoreError> {
     txn.open_table(SEEN)?
         .retain(|_, pushed_at| within_window(pushed_at, now))?;
+    txn.open_table(MESSAGES)?
+        .retain(|_, (at, _)| within_window(at, now))?;
     Ok(())
 }
 

@@ -86,6 +86,37 @@ pub struct TokenRecord {
     pub expires_at: Option<u64>,
 }
 
+/// What the bridge remembers of a message, sent or received, so that a
+/// caller can reply to it, react to it, edit or delete it, or read the votes
+/// of a poll, by its id alone.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct MessageRecord {
+    pub id: String,
+    /// The chat JID: the other party of a direct chat, or the group.
+    pub chat: String,
+    /// Who wrote it (our own JID for messages we sent).
+    pub sender: String,
+    pub from_me: bool,
+    /// text, image, poll... as in the API.
+    pub kind: String,
+    /// The text or caption, shown in the quote of a reply to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Unix seconds when it was remembered.
+    pub at: u64,
+    /// For a poll we created: what it takes to read the votes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollRecord>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PollRecord {
+    pub question: String,
+    pub options: Vec<String>,
+    /// base64 of the poll's message secret (votes are encrypted with it).
+    pub secret: String,
+}
+
 /// What a session's outbox holds, for status pages and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct OutboxCounts {
@@ -123,8 +154,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_session(&self, name: &str) -> Result<Option<SessionRecord>, StoreError>;
     /// All sessions, sorted by name.
     async fn list_sessions(&self) -> Result<Vec<SessionRecord>, StoreError>;
-    /// Removes the session, its outbox, its dead letters and its delivered
-    /// counter. The ids it already forwarded stay
+    /// Removes the session, its outbox, its dead letters, its delivered
+    /// counter and the messages it remembers. The ids it already forwarded stay
     /// remembered until their dedupe window ends.
     async fn delete_session(&self, name: &str) -> Result<(), StoreError>;
     /// Appends an event unless an event with the same id was ever pushed for
@@ -169,6 +200,15 @@ pub trait Store: Send + Sync + 'static {
     async fn token_get(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
     /// Revokes a credential (nothing if unknown).
     async fn token_delete(&self, hash: &str) -> Result<(), StoreError>;
+    /// Remembers a message for [`Self::message_get`] for the dedupe window
+    /// (30 days); a record under the same session and id is replaced.
+    async fn message_put(&self, session: &str, rec: &MessageRecord) -> Result<(), StoreError>;
+    /// A remembered message, if it is younger than the dedupe window.
+    async fn message_get(
+        &self,
+        session: &str,
+        id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError>;
     /// Cheap health check.
     async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -26,8 +26,8 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use ::redis::{Client, ErrorKind, RedisError, Script, cmd, pipe};
 
 use super::{
-    DEDUPE_WINDOW_SECS, OutboxCounts, OutboxEvent, SessionRecord, Store, StoreError, TokenRecord,
-    from_json, is_retrying, to_json, unix_now_secs,
+    DEDUPE_WINDOW_SECS, MessageRecord, OutboxCounts, OutboxEvent, SessionRecord, Store, StoreError,
+    TokenRecord, from_json, is_retrying, to_json, unix_now_secs,
 };
 
 const SESSIONS_KEY: &str = "wapi:sessions";
@@ -244,7 +244,29 @@ impl Store for RedisStore {
             .ignore()
             .exec_async(&mut self.conn.clone())
             .await?;
-        Ok(())
+        // Remembered messages, found by their prefix (they would expire
+        // anyway; a new session of the same name must not act on them).
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(message_key(name, "*"))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            if !keys.is_empty() {
+                cmd("DEL")
+                    .arg(&keys)
+                    .exec_async(&mut self.conn.clone())
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
     }
 
     async fn outbox_push(&self, mut ev: OutboxEvent) -> Result<bool, StoreError> {
@@ -445,6 +467,35 @@ impl Store for RedisStore {
         json.map(|json| from_json("token", &json)).transpose()
     }
 
+    async fn message_put(&self, session: &str, rec: &MessageRecord) -> Result<(), StoreError> {
+        // Forgotten a window after it was remembered, as the embedded store.
+        let age = unix_now_secs().saturating_sub(rec.at);
+        let ttl = DEDUPE_WINDOW_SECS.saturating_sub(age);
+        if ttl == 0 {
+            return Ok(());
+        }
+        cmd("SET")
+            .arg(message_key(session, &rec.id))
+            .arg(to_json(rec)?)
+            .arg("EX")
+            .arg(ttl)
+            .exec_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    async fn message_get(
+        &self,
+        session: &str,
+        id: &str,
+    ) -> Result<Option<MessageRecord>, StoreError> {
+        let json: Option<String> = cmd("GET")
+            .arg(message_key(session, id))
+            .query_async(&mut self.conn.clone())
+            .await?;
+        json.map(|json| from_json("message", &json)).transpose()
+    }
+
     async fn token_delete(&self, hash: &str) -> Result<(), StoreError> {
         cmd("DEL")
             .arg(token_key(hash))
@@ -457,6 +508,10 @@ impl Store for RedisStore {
         cmd("PING").exec_async(&mut self.conn.clone()).await?;
         Ok(())
     }
+}
+
+fn message_key(session: &str, id: &str) -> String {
+    format!("wapi:msg:{session}:{id}")
 }
 
 fn token_key(hash: &str) -> String {

@@ -577,6 +577,59 @@ async fn check_tokens(store: Arc<dyn Store>) {
     store.token_delete("nope").await.unwrap();
 }
 
+async fn check_messages(store: Arc<dyn Store>) {
+    let poll = MessageRecord {
+        id: "3EB0POLL".into(),
+        chat: "15550001111@s.whatsapp.net".into(),
+        sender: "15550002222@s.whatsapp.net".into(),
+        from_me: true,
+        kind: "poll".into(),
+        text: Some("Lunch?".into()),
+        at: unix_now_secs(),
+        poll: Some(PollRecord {
+            question: "Lunch?".into(),
+            options: vec!["yes".into(), "no".into()],
+            secret: "c2VjcmV0".into(),
+        }),
+    };
+    let theirs = MessageRecord {
+        id: "ABCD".into(),
+        from_me: false,
+        kind: "text".into(),
+        poll: None,
+        ..poll.clone()
+    };
+    store.message_put("s1", &poll).await.unwrap();
+    store.message_put("s1", &theirs).await.unwrap();
+    store.message_put("s2", &theirs).await.unwrap();
+    assert_eq!(
+        store.message_get("s1", "3EB0POLL").await.unwrap(),
+        Some(poll)
+    );
+    assert_eq!(
+        store.message_get("s1", "ABCD").await.unwrap(),
+        Some(theirs.clone())
+    );
+    assert_eq!(store.message_get("s1", "nope").await.unwrap(), None);
+    assert_eq!(store.message_get("s3", "ABCD").await.unwrap(), None);
+    let old = MessageRecord {
+        id: "OLD".into(),
+        at: unix_now_secs() - DEDUPE_WINDOW_SECS - 1,
+        ..theirs.clone()
+    };
+    store.message_put("s1", &old).await.unwrap();
+    assert_eq!(
+        store.message_get("s1", "OLD").await.unwrap(),
+        None,
+        "past the window"
+    );
+    // Deleting a session forgets its messages, not another session's.
+    store.put_session(&session("s1")).await.unwrap();
+    store.delete_session("s1").await.unwrap();
+    assert_eq!(store.message_get("s1", "ABCD").await.unwrap(), None);
+    assert_eq!(store.message_get("s2", "ABCD").await.unwrap(), Some(theirs));
+}
+
 /// Instantiates every `check_*` above as a test against one backend.
 macro_rules! suite {
     ($backend:ident, $harness:ident) => {
@@ -604,6 +657,7 @@ macro_rules! suite {
                 check_delete_session_drops_dead_letters,
                 check_ping,
                 check_tokens,
+                check_messages,
             );
         }
     };

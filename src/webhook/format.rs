@@ -127,11 +127,34 @@ fn cloud_message(m: &Value, from: &str) -> Value {
             }
             ("location", o)
         }
-        "contact" => {
-            let c = m.get("contact").cloned().unwrap_or(Value::Null);
+        "contacts" => {
+            let cards: Vec<Value> = m
+                .get("contacts")
+                .and_then(Value::as_array)
+                .map(|cards| {
+                    cards
+                        .iter()
+                        .map(|c| {
+                            let phones: Vec<Value> = c["phones"]
+                                .as_array()
+                                .map(|p| {
+                                    p.iter()
+                                        .map(|n| json!({"phone": n, "type": "CELL"}))
+                                        .collect()
+                                })
+                                .unwrap_or_default();
+                            json!({"name": {"formatted_name": c["name"]}, "phones": phones})
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            ("contacts", Value::Array(cards))
+        }
+        "reaction" => {
+            let r = m.get("reaction").cloned().unwrap_or(Value::Null);
             (
-                "contacts",
-                json!([{"name": {"formatted_name": c["display_name"]}, "vcard": c["vcard"]}]),
+                "reaction",
+                json!({"message_id": r["message_id"], "emoji": r["emoji"]}),
             )
         }
         _ => (

@@ -133,6 +133,10 @@ impl Webhooks {
         &self.inner.media
     }
 
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
     /// Shutting down: no new events are taken.
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(std::sync::atomic::Ordering::SeqCst)

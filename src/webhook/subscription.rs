@@ -68,17 +68,24 @@ pub enum EventKind {
     Message,
     #[serde(rename = "message.status")]
     MessageStatus,
+    #[serde(rename = "message.edited")]
+    MessageEdited,
+    #[serde(rename = "message.revoked")]
+    MessageRevoked,
     #[serde(rename = "session.status")]
     SessionStatus,
 }
 
 impl EventKind {
-    pub const NAMES: &'static str = "message, message.status, session.status";
+    pub const NAMES: &'static str =
+        "message, message.status, message.edited, message.revoked, session.status";
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "message" => Some(Self::Message),
             "message.status" => Some(Self::MessageStatus),
+            "message.edited" => Some(Self::MessageEdited),
+            "message.revoked" => Some(Self::MessageRevoked),
             "session.status" => Some(Self::SessionStatus),
             _ => None,
         }
@@ -88,6 +95,8 @@ impl EventKind {
         match self {
             Self::Message => "message",
             Self::MessageStatus => "message.status",
+            Self::MessageEdited => "message.edited",
+            Self::MessageRevoked => "message.revoked",
             Self::SessionStatus => "session.status",
         }
     }

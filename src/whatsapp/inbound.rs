@@ -20,18 +20,39 @@ pub struct IncomingMessage {
     pub is_group: bool,
     pub timestamp: i64,
     /// text, image, video, audio, voice, document, sticker, location,
-    /// contact or unknown.
+    /// contacts, reaction, poll, poll_vote or unknown. For an edit, the kind
+    /// of the new content.
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// For an edit or a delete: the id of that stanza (`id` is the message
+    /// edited or deleted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edit_id: Option<String>,
+    /// Whether this is a message, or the edit or deletion of one.
+    #[serde(skip)]
+    pub change: Change,
     pub text: Option<String>,
     pub caption: Option<String>,
     /// The id of the quoted message, for a reply.
     pub reply_to: Option<String>,
     /// Who wrote the quoted message, when WhatsApp says.
     pub reply_to_sender: Option<String>,
+    /// JIDs the message mentions.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
     pub media: Option<Media>,
     pub location: Option<Location>,
-    pub contact: Option<Contact>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contacts: Option<Vec<Contact>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reaction: Option<Reaction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll: Option<Poll>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vote: Option<Vote>,
+    /// A vote still encrypted: read with the poll's secret before commit.
+    #[serde(skip)]
+    pub vote_cipher: Option<(Vec<u8>, Vec<u8>)>,
     /// Where the file of a media message is and how to decrypt it: kept
     /// with the queued event (not posted) so the download survives a
     /// restart.
@@ -67,8 +88,65 @@ pub struct Location {
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Contact {
-    pub display_name: Option<String>,
+    pub name: Option<String>,
+    /// The numbers on the card (its TEL lines).
+    pub phones: Vec<String>,
     pub vcard: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Reaction {
+    /// The message reacted to.
+    pub message_id: String,
+    /// Empty when a reaction is taken back.
+    pub emoji: String,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Poll {
+    pub question: String,
+    pub options: Vec<String>,
+    pub selectable: u32,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Vote {
+    /// The poll voted on.
+    pub message_id: String,
+    /// The options chosen (empty: the vote was taken back); null when the
+    /// vote could not be read.
+    pub options: Option<Vec<String>>,
+    pub error: Option<String>,
+}
+
+/// What an incoming stanza does to the conversation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Change {
+    /// A new message (reactions and votes included).
+    #[default]
+    Message,
+    /// An edit of message `id`.
+    Edited,
+    /// Message `id` deleted for everyone.
+    Revoked,
+}
+
+impl Contact {
+    fn from_proto(c: &wa::message::ContactMessage) -> Self {
+        let phones = c
+            .vcard
+            .as_deref()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.to_ascii_uppercase().starts_with("TEL"))
+            .filter_map(|l| l.rsplit_once(':').map(|(_, n)| n.trim().to_string()))
+            .collect();
+        Self {
+            name: c.display_name.clone(),
+            phones,
+            vcard: c.vcard.clone(),
+        }
+    }
 }
 
 pub(super) fn incoming(m: &InboundMessage) -> IncomingMessage {
@@ -132,8 +210,74 @@ macro_rules! media {
 
 /// Fills in the kind, text and details of a (base, unwrapped) message.
 fn describe(msg: &wa::Message, out: &mut IncomingMessage) {
+    use wa::message::protocol_message::Type as Protocol;
     let mut context: Option<&wa::ContextInfo> = None;
-    if let Some(t) = msg.conversation.as_ref().filter(|t| !t.is_empty()) {
+    if let Some(p) = msg.protocol_message.as_option() {
+        let target = p.key.as_option().and_then(|k| k.id.clone());
+        match (p.r#type, target) {
+            (Some(Protocol::MESSAGE_EDIT), Some(target)) => {
+                out.change = Change::Edited;
+                out.edit_id = Some(std::mem::replace(&mut out.id, target));
+                match p.edited_message.as_option() {
+                    Some(new) => describe(new, out),
+                    None => out.kind = "unknown",
+                }
+                return;
+            }
+            (Some(Protocol::REVOKE), Some(target)) => {
+                out.change = Change::Revoked;
+                out.edit_id = Some(std::mem::replace(&mut out.id, target));
+                out.kind = "revoke";
+                return;
+            }
+            _ => out.kind = "unknown",
+        }
+    } else if let Some(r) = msg.reaction_message.as_option() {
+        out.kind = "reaction";
+        out.reaction = Some(Reaction {
+            message_id: r
+                .key
+                .as_option()
+                .and_then(|k| k.id.clone())
+                .unwrap_or_default(),
+            emoji: r.text.clone().unwrap_or_default(),
+        });
+    } else if let Some(p) = [
+        &msg.poll_creation_message,
+        &msg.poll_creation_message_v2,
+        &msg.poll_creation_message_v3,
+    ]
+    .into_iter()
+    .find_map(|p| p.as_option())
+    {
+        out.kind = "poll";
+        out.poll = Some(Poll {
+            question: p.name.clone().unwrap_or_default(),
+            options: p
+                .options
+                .iter()
+                .filter_map(|o| o.option_name.clone())
+                .collect(),
+            selectable: p.selectable_options_count.unwrap_or(1),
+        });
+        context = p.context_info.as_option();
+    } else if let Some(v) = msg.poll_update_message.as_option() {
+        out.kind = "poll_vote";
+        out.vote = Some(Vote {
+            message_id: v
+                .poll_creation_message_key
+                .as_option()
+                .and_then(|k| k.id.clone())
+                .unwrap_or_default(),
+            ..Default::default()
+        });
+        out.vote_cipher = v.vote.as_option().map(|e| {
+            (
+                e.enc_payload.clone().unwrap_or_default(),
+                e.enc_iv.clone().unwrap_or_default(),
+            )
+        });
+    } else if let Some(t) = msg.conversation.as_ref().filter(|t| !t.is_empty()) {
         out.kind = "text";
         out.text = Some(t.clone());
     } else if let Some(e) = msg.extended_text_message.as_option() {
@@ -186,17 +330,19 @@ fn describe(msg: &wa::Message, out: &mut IncomingMessage) {
         });
         context = l.context_info.as_option();
     } else if let Some(c) = msg.contact_message.as_option() {
-        out.kind = "contact";
-        out.contact = Some(Contact {
-            display_name: c.display_name.clone(),
-            vcard: c.vcard.clone(),
-        });
+        out.kind = "contacts";
+        out.contacts = Some(vec![Contact::from_proto(c)]);
         context = c.context_info.as_option();
+    } else if let Some(a) = msg.contacts_array_message.as_option() {
+        out.kind = "contacts";
+        out.contacts = Some(a.contacts.iter().map(Contact::from_proto).collect());
+        context = a.context_info.as_option();
     } else {
         out.kind = "unknown";
     }
     if let Some(ctx) = context {
         out.reply_to = ctx.stanza_id.clone().filter(|s| !s.is_empty());
         out.reply_to_sender = ctx.participant.clone().filter(|s| !s.is_empty());
+        out.mentions = ctx.mentioned_jid.clone();
     }
 }

@@ -12,9 +12,19 @@ mod media;
 mod outbound;
 
 use self::inbound::incoming;
-pub use self::inbound::{Contact, IncomingMessage, Location, Media};
+pub use self::inbound::{Change, Contact, IncomingMessage, Location, Media};
 pub use self::media::{DownloadError, MediaLink, MediaRef, MediaType, Uploaded, media_type};
-pub use self::outbound::MediaDetails;
+pub use self::outbound::{ContactCard, Extras, MediaDetails, Outgoing, vcard};
+
+/// A message WhatsApp accepted.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub id: String,
+    /// The JID it went to.
+    pub to: String,
+    /// For a poll: its message secret, which the votes are encrypted with.
+    pub poll_secret: Option<Vec<u8>>,
+}
 
 use std::path::Path;
 use std::sync::Arc;
@@ -75,6 +85,8 @@ pub struct MessageStatus {
 #[async_trait::async_trait]
 pub trait Inbox: Send + Sync + 'static {
     async fn commit(&self, messages: Vec<IncomingMessage>) -> Result<(), String>;
+    /// A message the session remembers (a poll it sent, to read votes).
+    async fn remembered(&self, id: &str) -> Option<crate::store::MessageRecord>;
 }
 
 /// whatsapp-rust's inbound durability hook, feeding an [`Inbox`].
@@ -84,11 +96,69 @@ struct DurabilityHook(Arc<dyn Inbox>);
 impl whatsapp_rust::InboundDurabilityHook for DurabilityHook {
     async fn on_messages(
         &self,
-        _client: Arc<whatsapp_rust::Client>,
+        client: Arc<whatsapp_rust::Client>,
         batch: &[InboundMessage],
     ) -> anyhow::Result<()> {
-        let messages = batch.iter().map(incoming).collect();
+        let mut messages: Vec<IncomingMessage> = batch.iter().map(incoming).collect();
+        for (m, raw) in messages.iter_mut().zip(batch) {
+            if let Some(cipher) = m.vote_cipher.take() {
+                read_vote(&client, self.0.as_ref(), m, cipher, &raw.info.source.sender).await;
+            }
+        }
         self.0.commit(messages).await.map_err(anyhow::Error::msg)
+    }
+}
+
+/// Decrypts a poll vote with the secret of the poll (one this session sent
+/// and remembers) into the names of the options chosen.
+async fn read_vote(
+    client: &whatsapp_rust::Client,
+    inbox: &dyn Inbox,
+    m: &mut IncomingMessage,
+    (payload, iv): (Vec<u8>, Vec<u8>),
+    voter: &Jid,
+) {
+    use base64::Engine as _;
+    let Some(vote) = m.vote.as_mut() else {
+        return;
+    };
+    let poll = inbox
+        .remembered(&vote.message_id)
+        .await
+        .and_then(|rec| Some((rec.poll?, rec.sender)));
+    let Some((poll, creator)) = poll else {
+        vote.error = Some("not a poll this session sent".into());
+        return;
+    };
+    let (Ok(secret), Ok(creator)) = (
+        base64::engine::general_purpose::STANDARD.decode(&poll.secret),
+        creator.parse::<Jid>(),
+    ) else {
+        vote.error = Some("the poll's record is damaged".into());
+        return;
+    };
+    let cipher = whatsapp_rust::PollVoteCiphertext {
+        enc_payload: &payload,
+        enc_iv: &iv,
+    };
+    match client
+        .polls()
+        .decrypt_vote(cipher, &secret, &vote.message_id, &creator, voter)
+        .await
+    {
+        Ok(hashes) => {
+            let chosen = poll
+                .options
+                .iter()
+                .filter(|o| {
+                    let h = wacore::poll::compute_option_hash(o);
+                    hashes.iter().any(|x| x.as_slice() == h.as_slice())
+                })
+                .cloned()
+                .collect();
+            vote.options = Some(chosen);
+        }
+        Err(e) => vote.error = Some(format!("cannot decrypt the vote: {e}")),
     }
 }
 
@@ -262,38 +332,81 @@ impl Link {
         self.client.is_connected() && self.client.is_logged_in()
     }
 
-    /// Sends a text; `to` is a phone number or a JID.
-    pub async fn send_text(&self, to: &str, text: &str) -> Result<(String, String), WaError> {
+    /// Sends any kind; `to` is a phone number or a JID. A reaction goes to
+    /// the chat of the message it is for.
+    pub async fn send(&self, to: &str, out: Outgoing, extras: &Extras) -> Result<Sent, WaError> {
         let jid = parse_recipient(to)?;
-        let r = self
-            .client
-            .send_message(jid, wa::Message::text(text))
+        let failed = |e: &dyn std::fmt::Display| WaError::Send(e.to_string());
+        let (r, poll_secret) = match out {
+            Outgoing::Reaction { target, emoji } => {
+                let chat = parse_recipient(&target.chat)?;
+                let sender = parse_recipient(&target.sender).ok();
+                let participant = sender.as_ref().filter(|_| chat.server == Server::Group);
+                let key =
+                    whatsapp_rust::message_key(&target.id, &chat, target.from_me, participant);
+                let r = self
+                    .client
+                    .send_reaction(chat, key, &emoji)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                (r, None)
+            }
+            Outgoing::Poll {
+                question,
+                options,
+                selectable,
+            } => {
+                // The client builds the poll (option hashes, its secret);
+                // a quote or mentions do not apply to it.
+                let (r, secret) = self
+                    .client
+                    .polls()
+                    .create(jid, &question, &options, selectable)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                (r, Some(secret))
+            }
+            other => {
+                let mut msg = outbound::build(other);
+                outbound::add_extras(&mut msg, extras);
+                let r = self
+                    .client
+                    .send_message(jid, msg)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                (r, None)
+            }
+        };
+        Ok(Sent {
+            id: r.message_id.to_string(),
+            to: r.to.to_string(),
+            poll_secret,
+        })
+    }
+
+    /// Replaces the text of a message we sent in `chat`.
+    pub async fn edit(&self, chat: &str, id: &str, text: &str) -> Result<(), WaError> {
+        let chat = parse_recipient(chat)?;
+        self.client
+            .edit_message(chat, id, wa::Message::text(text))
             .await
             .map_err(|e| WaError::Send(e.to_string()))?;
-        Ok((r.message_id.to_string(), r.to.to_string()))
+        Ok(())
+    }
+
+    /// Deletes a message we sent in `chat`, for everyone.
+    pub async fn revoke(&self, chat: &str, id: &str) -> Result<(), WaError> {
+        let chat = parse_recipient(chat)?;
+        self.client
+            .revoke_message(chat, id, whatsapp_rust::RevokeType::Sender)
+            .await
+            .map_err(|e| WaError::Send(e.to_string()))
     }
 
     /// The client's media side, for downloads and uploads run outside the
     /// session task.
     pub fn media(&self) -> MediaLink {
         MediaLink(self.client.clone())
-    }
-
-    /// Sends an uploaded file as a media message.
-    pub async fn send_media(
-        &self,
-        to: &str,
-        up: Uploaded,
-        details: MediaDetails,
-    ) -> Result<(String, String), WaError> {
-        let jid = parse_recipient(to)?;
-        let msg = outbound::media_message(up, details);
-        let r = self
-            .client
-            .send_message(jid, msg)
-            .await
-            .map_err(|e| WaError::Send(e.to_string()))?;
-        Ok((r.message_id.to_string(), r.to.to_string()))
     }
 
     /// Logs the device out (WhatsApp forgets it), then stops.

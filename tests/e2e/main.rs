@@ -8,6 +8,7 @@ mod support;
 mod bridge;
 mod durability;
 mod formats;
+mod kinds;
 mod media;
 mod process;
 mod security;

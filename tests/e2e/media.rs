@@ -35,35 +35,6 @@ fn bytes(seed: u8, n: usize) -> Vec<u8> {
     out
 }
 
-async fn admin_post(sim: &wa_sim::SimHandle, path: &str, body: Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{}{path}", sim.admin_url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// A contact sends a message through the simulator; returns its id.
-async fn contact_sends(sim: &wa_sim::SimHandle, from: &str, body: Value) -> String {
-    let r = admin_post(sim, &format!("/contacts/{from}/messages"), body).await;
-    assert_eq!(r.status(), 200, "contact send");
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn inbox(sim: &wa_sim::SimHandle, phone: &str) -> Vec<Value> {
-    let v: Value = reqwest::get(format!("{}/contacts/{phone}/messages", sim.admin_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["messages"].as_array().cloned().unwrap_or_default()
-}
-
 async fn media_stats(sim: &wa_sim::SimHandle) -> Value {
     reqwest::get(format!("{}/media/stats", sim.admin_url()))
         .await
@@ -71,17 +42,6 @@ async fn media_stats(sim: &wa_sim::SimHandle) -> Value {
         .json()
         .await
         .unwrap()
-}
-
-/// The message event of a message id, once the receiver has it.
-async fn event_of(rx: &Receiver, id: &str, limit: Duration) -> Value {
-    eventually(limit, &format!("the event of {id}"), || async {
-        rx.deliveries()
-            .into_iter()
-            .map(|d| d.body)
-            .find(|b| b["event"] == "message" && b["payload"]["id"] == id)
-    })
-    .await
 }
 
 async fn file_of(api: &Api, id: &str) -> Vec<u8> {

@@ -504,6 +504,8 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
         ("get", "/v1/sessions/{name}/qr"),
         ("post", "/v1/sessions/{name}/pair-code"),
         ("post", "/v1/sessions/{name}/messages"),
+        ("patch", "/v1/sessions/{name}/messages/{message_id}"),
+        ("delete", "/v1/sessions/{name}/messages/{message_id}"),
         ("post", "/v1/sessions/{name}/media"),
         ("get", "/v1/media/{media_id}"),
         ("get", "/v1/media/{media_id}/file"),
@@ -537,6 +539,7 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
             path.replace("{id}", "nope")
                 .replace("{name}", "nope")
                 .replace("{event_id}", "e")
+                .replace("{message_id}", "3EB0AA")
                 .replace("{media_id}", "med_00000000000000000000000000000000")
         );
         let r = bridge

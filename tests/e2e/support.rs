@@ -419,6 +419,14 @@ impl Api {
             .unwrap()
     }
 
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn json(&self, path: &str) -> Value {
         self.get(path).await.json().await.unwrap()
     }
@@ -594,4 +602,46 @@ pub async fn device_admin(sim: &SimHandle, phone: &str, action: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{action} {phone}");
+}
+
+// --- the simulator's admin API and the receiver's events ---
+
+pub async fn admin_post(sim: &wa_sim::SimHandle, path: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", sim.admin_url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A contact sends a message through the simulator; returns its id.
+pub async fn contact_sends(sim: &wa_sim::SimHandle, from: &str, body: Value) -> String {
+    let r = admin_post(sim, &format!("/contacts/{from}/messages"), body).await;
+    assert_eq!(r.status(), 200, "contact send");
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+pub async fn inbox(sim: &wa_sim::SimHandle, phone: &str) -> Vec<Value> {
+    let v: Value = reqwest::get(format!("{}/contacts/{phone}/messages", sim.admin_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["messages"].as_array().cloned().unwrap_or_default()
+}
+
+/// The message event of a message id, once the receiver has it.
+pub async fn event_of(rx: &Receiver, id: &str, limit: Duration) -> Value {
+    eventually(limit, &format!("the event of {id}"), || async {
+        rx.deliveries()
+            .into_iter()
+            .map(|d| d.body)
+            .find(|b| b["event"] == "message" && b["payload"]["id"] == id)
+    })
+    .await
 }

@@ -53,6 +53,45 @@ pub async fn eventually<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) ->
     .await
 }
 
+/// An admin API call (`path` under `/admin`); returns the status and the
+/// JSON answer (`null` when there is none).
+pub async fn admin(
+    sim: &SimHandle,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let http = reqwest::Client::new();
+    let url = format!("{}{path}", sim.admin_url());
+    let req = match method {
+        "GET" => http.get(url),
+        _ => http.post(url).json(&body),
+    };
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or_default())
+}
+
+/// A contact sends a message through the admin API; returns its id.
+pub async fn contact_sends(sim: &SimHandle, contact: &str, body: serde_json::Value) -> String {
+    let (status, json) = admin(sim, "POST", &format!("/contacts/{contact}/messages"), body).await;
+    assert_eq!(status, 200, "{json}");
+    json["id"].as_str().expect("an id").to_string()
+}
+
+/// A contact's inbox as the admin API gives it.
+pub async fn inbox_json(sim: &SimHandle, contact: &str) -> Vec<serde_json::Value> {
+    let (status, json) = admin(
+        sim,
+        "GET",
+        &format!("/contacts/{contact}/messages"),
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{json}");
+    json["messages"].as_array().cloned().unwrap_or_default()
+}
+
 type FullBuilder = BotBuilder<Provided, Provided, Provided, Provided>;
 
 /// A real client with its event stream.
@@ -102,6 +141,18 @@ impl Client {
                 return e;
             }
         }
+    }
+
+    /// Waits (at most 2 s) for the message `id`; events before it are
+    /// dropped.
+    pub async fn received(&mut self, id: &str) -> InboundMessage {
+        let e = within(
+            Duration::from_secs(2),
+            self.wait(|e| e.messages().any(|m| m.info.id == id)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("message {id}: {e}"));
+        e.messages().find(|m| m.info.id == id).unwrap().clone()
     }
 
     /// Waits (at most 5 s) for the next QR code.
