@@ -28,6 +28,8 @@ pub struct Config {
     pub qr_console: bool,
     /// `WAPI_FORWARD_HISTORY`: forward history-sync messages (default off).
     pub forward_history: bool,
+    /// `WAPI_REJECT_CALLS`: decline incoming calls (they are posted either way).
+    pub reject_calls: bool,
     /// `WAPI_WEBHOOK_TIMEOUT_SECS`, `WAPI_WEBHOOK_MAX_ATTEMPTS`,
     /// `WAPI_WEBHOOK_MAX_BACKOFF_SECS`, `WAPI_WEBHOOK_SECRET`.
     pub webhook: crate::webhook::Settings,
@@ -238,6 +240,7 @@ impl Config {
                 .unwrap_or_else(|| WHATSAPP_URL.to_string()),
             qr_console: flag("WAPI_QR_CONSOLE", true)?,
             forward_history: flag("WAPI_FORWARD_HISTORY", false)?,
+            reject_calls: flag("WAPI_REJECT_CALLS", false)?,
             webhook: crate::webhook::Settings {
                 default_base: url("WAPI_GETTING_MESSAGES_WEBHOOK", &["http://", "https://"])?,
                 timeout: secs("WAPI_WEBHOOK_TIMEOUT_SECS", 10)?,

@@ -296,7 +296,13 @@ pub async fn all(p: Params) -> anyhow::Result<()> {
     // 4. Outbound through the API to the contacts' inboxes.
     figure("outbound", outbound(&api, &sim, busy, p.outbound).await?);
 
-    // 6. Media: images in, a large document out.
+    // 6. Media: a large document out (first, so that its peak is measured
+    // from the connected sessions' steady RSS), then images in.
+    tokio::time::sleep(settle).await;
+    figure(
+        "media_send_document",
+        crate::media::send_document(&api, &sim, bridge_pid, p.document_bytes).await?,
+    );
     tokio::time::sleep(settle).await;
     let mut fig = crate::media::inbound(
         &sim,
@@ -309,11 +315,6 @@ pub async fn all(p: Params) -> anyhow::Result<()> {
     .await?;
     extend(&mut fig, &json!({"connected_sessions": linked}));
     figure("media_inbound", fig);
-    tokio::time::sleep(settle).await;
-    figure(
-        "media_send_document",
-        crate::media::send_document(&api, &sim, bridge_pid, p.document_bytes).await?,
-    );
 
     // 2. Restore: a clean stop, then from process start to all WORKING.
     terminate(&mut bridge).await?;

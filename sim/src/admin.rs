@@ -22,7 +22,7 @@ use crate::routing::{self, DeviceAddr, SendError};
 use crate::world::{World, is_phone};
 
 /// An admin API error: a status and a message, as `{"error": "..."}`.
-pub struct AdminError(StatusCode, String);
+pub struct AdminError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for AdminError {
     fn into_response(self) -> Response {
@@ -30,11 +30,11 @@ impl IntoResponse for AdminError {
     }
 }
 
-fn bad(msg: impl Into<String>) -> AdminError {
+pub(crate) fn bad(msg: impl Into<String>) -> AdminError {
     AdminError(StatusCode::BAD_REQUEST, msg.into())
 }
 
-fn not_found(msg: impl Into<String>) -> AdminError {
+pub(crate) fn not_found(msg: impl Into<String>) -> AdminError {
     AdminError(StatusCode::NOT_FOUND, msg.into())
 }
 
@@ -70,7 +70,7 @@ fn rejection_text(e: &JsonRejection) -> String {
     e.body_text()
 }
 
-type Shared = State<Arc<World>>;
+pub(crate) type Shared = State<Arc<World>>;
 
 pub fn router() -> Router<Arc<World>> {
     Router::new()
@@ -94,13 +94,15 @@ pub fn router() -> Router<Arc<World>> {
         .route("/admin/media/stats", get(media_stats))
         .route("/admin/media/settings", post(media_settings))
         .route("/admin/media/certificate", get(media_certificate))
+        // Receipts, chat states, presence, calls, number changes, profiles.
+        .merge(crate::chat_admin::router())
 }
 
 async fn health() -> axum::Json<Value> {
     axum::Json(json!({ "ok": true }))
 }
 
-fn phone(p: &str, field: &str) -> Result<String, AdminError> {
+pub(crate) fn phone(p: &str, field: &str) -> Result<String, AdminError> {
     let digits = p.trim_start_matches('+');
     if is_phone(digits) {
         Ok(digits.to_string())
@@ -163,6 +165,9 @@ struct SendReq {
     /// Whether the contact's phone can upload the file again (default true).
     #[serde(default)]
     reupload: Option<bool>,
+    /// Send it with a corrupted ciphertext: the devices cannot decrypt it.
+    #[serde(default)]
+    undecryptable: bool,
 }
 
 /// Base64 with or without padding.
@@ -177,8 +182,25 @@ async fn contact_send(
     Path(from): Path<String>,
     Body(req): Body<SendReq>,
 ) -> Result<Response, AdminError> {
+    let undecryptable = req.undecryptable;
     let from = phone(&from, "phone")?;
     let to = phone(&req.to, "to")?;
+    let send = send_kind(&w, &from, &to, req);
+    let id = if undecryptable {
+        crate::chat::undecryptable(send).await
+    } else {
+        send.await
+    }?;
+    Ok(axum::Json(json!({ "id": id })).into_response())
+}
+
+/// Sends what a `POST .../messages` body describes; returns its id.
+async fn send_kind(
+    w: &Arc<World>,
+    from: &str,
+    to: &str,
+    req: SendReq,
+) -> Result<String, AdminError> {
     let push_name = req.push_name.as_deref();
     let kind = req.compose.kind.as_deref().unwrap_or("text");
     let sent = if let Some(kind) = MediaKind::parse(kind) {
@@ -194,7 +216,7 @@ async fn contact_send(
             return Err(bad("base64: the file is empty"));
         }
         let c = &req.compose;
-        let context = kinds::context(&w, &from, c.reply_to.as_deref(), c.mentions.as_deref())
+        let context = kinds::context(w, from, c.reply_to.as_deref(), c.mentions.as_deref())
             .map_err(compose_error)?;
         let media = ContactMedia {
             context,
@@ -205,14 +227,13 @@ async fn contact_send(
             reupload: req.reupload.unwrap_or(true),
             ..ContactMedia::new(kind, data)
         };
-        media_message::contact_send_media(&w, &from, &to, media, push_name)
+        media_message::contact_send_media(w, from, to, media, push_name)
             .await
             .map_err(ComposeError::from)
     } else {
-        kinds::contact_send(&w, &from, &to, &req.compose, push_name).await
+        kinds::contact_send(w, from, to, &req.compose, push_name).await
     };
-    let id = sent.map_err(compose_error)?;
-    Ok(axum::Json(json!({ "id": id })).into_response())
+    sent.map_err(compose_error)
 }
 
 fn compose_error(e: ComposeError) -> AdminError {
@@ -306,7 +327,7 @@ fn device(w: &World, jid: &str) -> Result<DeviceAddr, AdminError> {
     }
 }
 
-fn ok() -> Response {
+pub(crate) fn ok() -> Response {
     axum::Json(json!({ "ok": true })).into_response()
 }
 

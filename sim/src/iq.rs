@@ -4,11 +4,9 @@
 
 use std::sync::Arc;
 
-use buffa::Message as _;
 use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 use wacore_binary::node::NodeContent;
-use waproto::whatsapp as wa;
 
 use crate::conn::ConnHandle;
 use crate::routing::DeviceAddr;
@@ -138,7 +136,8 @@ pub async fn handle(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: &N
         // Privacy tokens (fire and forget after a send).
         "privacy" => result(&id),
         "encrypt" => encrypt(world, phone, device, &id, &kind, node).await,
-        "usync" => usync(world, &id, node),
+        "usync" => crate::lookups::usync(world, &id, node),
+        "w:profile:picture" => crate::lookups::profile_picture(world, &id, &kind, node),
         "w:sync:app:state" => app_state(&id, node),
         "urn:xmpp:whatsapp:dirty" => result(&id),
         "w:m" if node.get_optional_child("media_conn").is_some() => {
@@ -341,128 +340,6 @@ fn bundle_nodes(b: &Bundle) -> Vec<Node> {
             .build(),
     );
     nodes
-}
-
-/// `usync`: device lists and LID lookups.
-fn usync(world: &Arc<World>, id: &str, node: &Node) -> Node {
-    let Some(usync) = node.get_optional_child("usync") else {
-        return error(id, 400, "bad-request");
-    };
-    let query = usync.get_optional_child("query");
-    let wants_devices = query.is_some_and(|q| q.get_optional_child("devices").is_some());
-    let wants_lid = query.is_some_and(|q| q.get_optional_child("lid").is_some());
-    let mut users = Vec::new();
-    if let Some(list) = usync.get_optional_child("list") {
-        for user in list.get_children_by_tag("user") {
-            let jid = attr(user, "jid").unwrap_or_default();
-            let addr = resolve(world, &jid);
-            let mut children = Vec::new();
-            if wants_devices {
-                children.push(match &addr {
-                    Some(a) => device_list(world, &a.phone),
-                    None => NodeBuilder::new("devices")
-                        .children([NodeBuilder::new("error")
-                            .attr("code", "404")
-                            .attr("text", "item-not-found")
-                            .build()])
-                        .build(),
-                });
-            }
-            if wants_lid {
-                // Only accounts have a LID here; contacts are reached by
-                // phone number, which keeps every client on PN addressing.
-                let lid = addr.as_ref().and_then(|a| {
-                    let st = world.lock();
-                    st.accounts.get(&a.phone).map(|acc| acc.lid.clone())
-                });
-                children.push(match lid {
-                    Some(l) => NodeBuilder::new("lid")
-                        .attr("val", format!("{l}@lid"))
-                        .build(),
-                    None => NodeBuilder::new("lid").build(),
-                });
-            }
-            users.push(
-                NodeBuilder::new("user")
-                    .attr("jid", jid)
-                    .children(children)
-                    .build(),
-            );
-        }
-    }
-    let mut out = NodeBuilder::new("usync");
-    for key in ["sid", "mode", "context", "index", "last"] {
-        if let Some(v) = attr(usync, key) {
-            out = out.attr(key, v);
-        }
-    }
-    result_with(
-        id,
-        [
-            out.children([NodeBuilder::new("list").children(users).build()])
-                .build(),
-        ],
-    )
-}
-
-/// `<devices>` for one user: the phone (device 0) and every linked companion
-/// with its key index, plus the signed key-index list the client needs to
-/// accept companions at all.
-fn device_list(world: &World, phone: &str) -> Node {
-    let st = world.lock();
-    let Some(account) = st.accounts.get(phone) else {
-        return NodeBuilder::new("devices")
-            .children([NodeBuilder::new("device-list")
-                .children([NodeBuilder::new("device").attr("id", "0").build()])
-                .build()])
-            .build();
-    };
-    let mut devices = vec![NodeBuilder::new("device").attr("id", "0").build()];
-    let mut indexes = Vec::new();
-    for d in account.devices.values() {
-        indexes.push(d.key_index);
-        devices.push(
-            NodeBuilder::new("device")
-                .attr("id", d.id.to_string())
-                .attr("key-index", d.key_index.to_string())
-                .build(),
-        );
-    }
-    let mut children = vec![NodeBuilder::new("device-list").children(devices).build()];
-    if !indexes.is_empty() {
-        let pubkey = account.account_key.public_key.public_key_bytes();
-        let raw_id = u32::from_be_bytes([pubkey[0], pubkey[1], pubkey[2], pubkey[3]]) >> 1;
-        let ts = now_secs();
-        let details = wa::ADVKeyIndexList {
-            raw_id: Some(raw_id),
-            timestamp: Some(ts),
-            current_index: indexes.iter().copied().max(),
-            valid_indexes: indexes,
-            ..Default::default()
-        }
-        .encode_to_vec();
-        let mut to_sign = vec![6u8, 2];
-        to_sign.extend_from_slice(&details);
-        let signature = account
-            .account_key
-            .private_key
-            .calculate_signature(&to_sign, &mut rand::rng())
-            .map(|s| s.to_vec())
-            .unwrap_or_default();
-        let signed = wa::ADVSignedKeyIndexList {
-            details: Some(details),
-            account_signature: Some(signature),
-            account_signature_key: Some(pubkey.to_vec()),
-        }
-        .encode_to_vec();
-        children.push(
-            NodeBuilder::new("key-index-list")
-                .attr("ts", ts.to_string())
-                .bytes(signed)
-                .build(),
-        );
-    }
-    NodeBuilder::new("devices").children(children).build()
 }
 
 /// `w:sync:app:state`: every asked collection, empty, counts as synced.

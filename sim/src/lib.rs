@@ -22,10 +22,13 @@
 //! ```
 
 pub mod admin;
+mod chat;
+mod chat_admin;
 mod conn;
 mod error;
 mod iq;
 mod kinds;
+mod lookups;
 mod media;
 mod media_message;
 mod media_retry;
@@ -47,8 +50,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use waproto::whatsapp as wa;
 
+pub use chat::{
+    CallRecord, CallState, ChatState, ChatStateRecord, Presence, PresenceRecord, ReceiptKind,
+    ReceiptRecord,
+};
 pub use error::SimError;
 pub use kinds::{Card, Compose, ComposeError};
+pub use lookups::{Profile, ProfileUpdate};
 pub use media::MediaStats;
 pub use media_message::{ContactMedia, MediaKind};
 pub use pairing::LinkError;
@@ -226,6 +234,100 @@ impl SimHandle {
         endpoint
             .and_then(|e| e.inbox.lock().ok().map(|i| i.clone()))
             .unwrap_or_default()
+    }
+
+    /// [`SimHandle::contact_send_message`] with a corrupted ciphertext: the
+    /// devices cannot decrypt it and raise `UndecryptableMessage` (see
+    /// `"undecryptable": true` in `POST /admin/contacts/{phone}/messages`).
+    pub async fn contact_send_undecryptable(
+        &self,
+        from: &str,
+        to: &str,
+        message: &wa::Message,
+    ) -> Result<String, SendError> {
+        chat::undecryptable(routing::contact_send_message(
+            &self.world,
+            from,
+            to,
+            message,
+            None,
+        ))
+        .await
+    }
+
+    /// The read and played receipts devices sent to a contact, one per
+    /// message id, oldest first (`GET /admin/contacts/{phone}/receipts`).
+    pub fn contact_receipts(&self, contact: &str) -> Vec<ReceiptRecord> {
+        self.world.chat.receipts(contact)
+    }
+
+    /// The chat states devices sent to a contact, oldest first
+    /// (`GET /admin/contacts/{phone}/chatstates`).
+    pub fn contact_chatstates(&self, contact: &str) -> Vec<ChatStateRecord> {
+        self.world.chat.chatstates(contact)
+    }
+
+    /// The calls a contact placed and what became of them
+    /// (`GET /admin/contacts/{phone}/calls`).
+    pub fn contact_calls(&self, contact: &str) -> Vec<CallRecord> {
+        self.world.chat.calls(contact)
+    }
+
+    /// The presence an account's devices last announced
+    /// (`GET /admin/accounts/{phone}/presence`).
+    pub fn account_presence(&self, account: &str) -> PresenceRecord {
+        self.world.chat.presence(account)
+    }
+
+    /// How lookups answer for a number (`GET /admin/contacts/{phone}/profile`).
+    pub fn profile(&self, phone: &str) -> Profile {
+        self.world.profiles.get(phone)
+    }
+
+    /// Changes how lookups answer for a number
+    /// (`POST /admin/contacts/{phone}/profile`); returns the result.
+    pub fn set_profile(&self, phone: &str, update: ProfileUpdate) -> Profile {
+        self.world.profiles.update(phone, update)
+    }
+
+    /// A contact shows a chat state to every linked device of an account
+    /// (`POST /admin/contacts/{phone}/chatstate`).
+    pub fn contact_chatstate(
+        &self,
+        from: &str,
+        to: &str,
+        state: ChatState,
+    ) -> Result<(), SendError> {
+        chat::contact_chatstate(&self.world, from, to, state)
+    }
+
+    /// A contact shows its presence to every linked device of an account
+    /// (`POST /admin/contacts/{phone}/presence`).
+    pub fn contact_presence(
+        &self,
+        from: &str,
+        to: &str,
+        presence: Presence,
+        last_seen: Option<u64>,
+    ) -> Result<(), SendError> {
+        chat::contact_presence(&self.world, from, to, presence, last_seen)
+    }
+
+    /// A contact calls an account; returns the call id
+    /// (`POST /admin/contacts/{phone}/call`).
+    pub fn contact_call(&self, from: &str, to: &str, video: bool) -> Result<String, SendError> {
+        chat::contact_call(&self.world, from, to, video)
+    }
+
+    /// A contact tells an account's devices it changed its number
+    /// (`POST /admin/contacts/{phone}/change-number`).
+    pub fn contact_change_number(
+        &self,
+        from: &str,
+        to: &str,
+        new_phone: &str,
+    ) -> Result<(), SendError> {
+        chat::contact_change_number(&self.world, from, to, new_phone)
     }
 
     /// Stops serving and waits for the server task.

@@ -7,6 +7,7 @@ use wacore_binary::Node;
 use wacore_binary::builder::NodeBuilder;
 use waproto::whatsapp as wa;
 
+use crate::chat;
 use crate::conn::ConnHandle;
 use crate::iq;
 use crate::pairing;
@@ -159,7 +160,12 @@ pub async fn handle(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: No
         "message" => on_message(world, peer, conn, node).await,
         "receipt" => on_receipt(world, peer, conn, &node),
         "ack" => on_ack(world, peer, &node),
-        // Presence, chat states and `<ib>` notices need no answer here.
+        "chatstate" | "presence" | "call" => {
+            if let Peer::Device { phone, device } = peer {
+                chat::on_device_stanza(world, phone, *device, conn, &node);
+            }
+        }
+        // `<ib>` notices need no answer.
         _ => {}
     }
 }
@@ -213,6 +219,8 @@ fn on_receipt(world: &World, peer: &Peer, conn: &ConnHandle, node: &Node) {
         tracing::warn!("{phone}:{device} asked for a retry of {id} (not supported)");
         return;
     }
+    // Read and played receipts to a simulated contact are recorded.
+    chat::on_receipt(world, phone, node, &ids);
     // Pass the receipt on to the sender's devices (read receipts and
     // delivery receipts between two real clients).
     let Some(sender) = DeviceAddr::parse(&to) else {

@@ -207,6 +207,11 @@ pub struct World {
     pub stats: Stats,
     /// The media CDN (blobs have their own lock).
     pub media: MediaStore,
+    /// Receipts, chat states, presence and calls between devices and
+    /// contacts (own lock).
+    pub chat: crate::chat::ChatStore,
+    /// How lookups answer for each number (own lock).
+    pub profiles: crate::lookups::Profiles,
 }
 
 /// Counters for the benchmark and health checks.
@@ -233,6 +238,8 @@ impl World {
             conn_seq: AtomicU64::new(1),
             stats: Stats::default(),
             media: MediaStore::new(),
+            chat: Default::default(),
+            profiles: Default::default(),
         }
     }
 

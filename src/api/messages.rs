@@ -189,7 +189,7 @@ pub async fn revoke(
 }
 
 /// Message ids as WhatsApp makes them (hex, sometimes other letters).
-fn message_id(id: &str, field: &str) -> Result<(), ApiError> {
+pub fn check_id(id: &str, field: &str) -> Result<(), ApiError> {
     let ok = !id.is_empty()
         && id.len() <= 128
         && id
@@ -208,7 +208,7 @@ async fn remembered(
     id: &str,
     field: &str,
 ) -> Result<MessageRecord, ApiError> {
-    message_id(id, field)?;
+    check_id(id, field)?;
     m.view(session)?;
     m.remembered(session, id).await.map_err(|e| match e {
         SessionError::UnknownMessage(_) => ApiError(
@@ -315,7 +315,7 @@ fn poll(
 
 /// The digits of a phone number written with `+`, spaces, dashes or
 /// brackets; None unless 5 to 20 digits.
-fn phone_digits(p: &str) -> Option<String> {
+pub fn phone_digits(p: &str) -> Option<String> {
     if !p
         .chars()
         .all(|c| c.is_ascii_digit() || matches!(c, '+' | ' ' | '-' | '(' | ')'))

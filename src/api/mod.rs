@@ -2,6 +2,8 @@
 //! resource API under `/v1`.
 
 mod access;
+mod chats;
+mod contacts;
 mod envelope;
 mod media;
 mod messages;

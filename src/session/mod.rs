@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::Config;
 use crate::store::{MessageRecord, SessionRecord, Store, StoreError};
 use crate::webhook::{Subscription, SubscriptionChange, Webhooks};
-use crate::whatsapp::{Extras, Outgoing, Sent};
+use crate::whatsapp::{ActionOutcome, ChatAction, Extras, Outgoing, Sent};
 
 pub use task::Command;
 
@@ -328,6 +328,12 @@ impl Manager {
             reply,
         })
         .await?
+    }
+
+    /// A chat action or lookup through a WORKING session.
+    pub async fn act(&self, name: &str, action: ChatAction) -> Result<ActionOutcome, SessionError> {
+        self.command(name, |reply| Command::Act { action, reply })
+            .await?
     }
 
     /// A message this session sent or received, remembered by its id.

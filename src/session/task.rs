@@ -13,7 +13,8 @@ use crate::config::Config;
 use crate::store::{MessageRecord, PollRecord, SessionRecord, Store};
 use crate::webhook::{EventKind, SubscriptionChange, WeakWebhooks, Webhooks, message_event_id};
 use crate::whatsapp::{
-    Change, Extras, Inbox, IncomingMessage, Link, LinkOptions, Outgoing, Sent, WaEvent,
+    ActionOutcome, Change, ChatAction, Extras, Inbox, IncomingMessage, Link, LinkOptions, Outgoing,
+    Sent, WaEvent,
 };
 
 type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
@@ -51,6 +52,12 @@ pub enum Command {
         id: String,
         reply: Reply<()>,
     },
+    /// A chat action or a lookup (read receipts, typing, presence, number
+    /// checks, a contact's profile).
+    Act {
+        action: ChatAction,
+        reply: Reply<ActionOutcome>,
+    },
     /// The periodic connection checkout.
     Check,
     Delete(Reply<()>),
@@ -76,7 +83,14 @@ struct Task {
     down_since: Option<tokio::time::Instant>,
     /// Shared with the client's inbox: a batch went back unacknowledged.
     gave_back: Arc<AtomicBool>,
+    /// Events the store could not take yet (it was unreachable), oldest
+    /// first, each under the id it keeps until it is queued.
+    unsent: std::collections::VecDeque<(String, EventKind, serde_json::Value)>,
 }
+
+/// Events kept while the store is unreachable; beyond this the oldest go
+/// (a store down for that long has bigger news than old statuses).
+const MAX_UNSENT: usize = 10_000;
 
 pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut t = Task {
@@ -87,6 +101,7 @@ pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedRece
         pending_pair_code: None,
         down_since: None,
         gave_back: Arc::new(AtomicBool::new(false)),
+        unsent: std::collections::VecDeque::new(),
     };
     t.ctx.webhooks.set_subscription(&t.rec.name, &t.rec.webhook);
     loop {
@@ -139,7 +154,7 @@ impl Task {
     }
 
     /// The one place a status changes: logged and sent as `session.status`.
-    async fn set_status(&self, status: Status, reason: Option<&str>) {
+    async fn set_status(&mut self, status: Status, reason: Option<&str>) {
         let (old, old_reason) = {
             let v = self.ctx.view.read().unwrap_or_else(|p| p.into_inner());
             (v.status, v.reason.clone())
@@ -169,27 +184,52 @@ impl Task {
 
     /// Queues a webhook event of this session (not a message: those go
     /// through the durability hook, which must see the error).
-    async fn emit(&self, event: EventKind, payload: serde_json::Value) {
-        let account = self.ctx.view.read().ok().and_then(|v| account_of(&v.jid));
-        if let Err(e) = self
-            .ctx
-            .webhooks
-            .enqueue(
-                self.name(),
-                &self.rec.webhook,
-                account.as_deref(),
-                event,
-                None,
-                payload,
-                None,
-            )
-            .await
-        {
+    /// Queues an event behind any the store could not take yet, then hands
+    /// them over in order; what the store still refuses is kept for the
+    /// next checkout.
+    async fn emit(&mut self, event: EventKind, payload: serde_json::Value) {
+        if self.unsent.len() >= MAX_UNSENT {
             warn!(
                 session = self.name(),
-                ?event,
-                "cannot queue a webhook event: {e}"
+                "store unreachable for long: oldest unsent event dropped"
             );
+            self.unsent.pop_front();
+        }
+        self.unsent
+            .push_back((crate::webhook::new_event_id(), event, payload));
+        self.flush_unsent().await;
+    }
+
+    async fn flush_unsent(&mut self) {
+        let account = self.ctx.view.read().ok().and_then(|v| account_of(&v.jid));
+        while let Some((id, event, payload)) = self.unsent.front().cloned() {
+            let queued = self
+                .ctx
+                .webhooks
+                .enqueue(
+                    self.name(),
+                    &self.rec.webhook,
+                    account.as_deref(),
+                    event,
+                    Some(id),
+                    payload,
+                    None,
+                )
+                .await;
+            match queued {
+                Ok(()) => {}
+                Err(crate::store::StoreError::Unavailable(e)) => {
+                    warn!(
+                        session = self.name(),
+                        ?event,
+                        kept = self.unsent.len(),
+                        "store unreachable: event kept for later: {e}"
+                    );
+                    return;
+                }
+                Err(e) => warn!(session = self.name(), ?event, "event dropped: {e}"),
+            }
+            self.unsent.pop_front();
         }
     }
 
@@ -274,7 +314,17 @@ impl Task {
                 };
                 let _ = reply.send(r);
             }
-            Command::Check => self.check().await,
+            Command::Check => {
+                self.flush_unsent().await;
+                self.check().await;
+            }
+            Command::Act { action, reply } => {
+                let r = match self.working_link() {
+                    Ok(link) => link.act(action).await.map_err(send_error),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
+            }
             Command::Delete(reply) => {
                 if self.link.as_ref().is_some_and(|l| l.jid().is_some()) {
                     self.logout().await;
@@ -577,6 +627,27 @@ impl Task {
                 let payload = serde_json::to_value(&st).unwrap_or_default();
                 self.emit(EventKind::MessageStatus, payload).await;
             }
+            WaEvent::Call(call) => {
+                let mut payload = serde_json::to_value(&call).unwrap_or_default();
+                let reject = self.ctx.cfg.reject_calls;
+                if reject && let Some(link) = &self.link {
+                    let rejected = link.reject_call(&call).await;
+                    if let Err(e) = &rejected {
+                        warn!(session = self.name(), "cannot reject a call: {e}");
+                    }
+                    payload["rejected"] = serde_json::json!(rejected.is_ok());
+                } else {
+                    payload["rejected"] = serde_json::json!(false);
+                }
+                self.emit(EventKind::Call, payload).await;
+            }
+            WaEvent::Undecryptable(payload) => {
+                self.emit(EventKind::MessageUndecryptable, payload).await
+            }
+            WaEvent::NumberChanged(payload) => {
+                self.emit(EventKind::ContactNumberChanged, payload).await
+            }
+            WaEvent::Presence(payload) => self.emit(EventKind::Presence, payload).await,
         }
     }
 

@@ -48,7 +48,8 @@ pub fn message_event_id(session: &str, chat: &str, sender: &str, id: &str) -> St
     format!("evt_{}", &hex::encode(h.finalize())[..32])
 }
 
-fn random_event_id() -> String {
+/// A new random event id (for events that are not messages).
+pub fn new_event_id() -> String {
     format!("evt_{}", hex::encode(rand::random::<[u8; 16]>()))
 }
 
@@ -189,7 +190,7 @@ impl Webhooks {
             debug!(session, ?event, "not subscribed: event not queued");
             return Ok(());
         }
-        let id = id.unwrap_or_else(random_event_id);
+        let id = id.unwrap_or_else(new_event_id);
         let body = json!({
             "id": id,
             "event": event.as_str(),

@@ -33,7 +33,8 @@ impl Format {
     pub fn carries(self, event: EventKind) -> bool {
         match self {
             Self::Native => true,
-            Self::Cloud => event != EventKind::SessionStatus,
+            // The Cloud API's webhooks are messages and statuses only.
+            Self::Cloud => matches!(event, EventKind::Message | EventKind::MessageStatus),
             Self::Wapi => event == EventKind::Message,
         }
     }
@@ -72,13 +73,23 @@ pub enum EventKind {
     MessageEdited,
     #[serde(rename = "message.revoked")]
     MessageRevoked,
+    #[serde(rename = "message.undecryptable")]
+    MessageUndecryptable,
     #[serde(rename = "session.status")]
     SessionStatus,
+    #[serde(rename = "call")]
+    Call,
+    #[serde(rename = "contact.number_changed")]
+    ContactNumberChanged,
+    /// Typing, recording, online and last seen: posted only to sessions that
+    /// list it in their events (it is chatty).
+    #[serde(rename = "presence")]
+    Presence,
 }
 
 impl EventKind {
-    pub const NAMES: &'static str =
-        "message, message.status, message.edited, message.revoked, session.status";
+    pub const NAMES: &'static str = "message, message.status, message.edited, message.revoked, \
+         message.undecryptable, session.status, call, contact.number_changed, presence";
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
@@ -86,7 +97,11 @@ impl EventKind {
             "message.status" => Some(Self::MessageStatus),
             "message.edited" => Some(Self::MessageEdited),
             "message.revoked" => Some(Self::MessageRevoked),
+            "message.undecryptable" => Some(Self::MessageUndecryptable),
             "session.status" => Some(Self::SessionStatus),
+            "call" => Some(Self::Call),
+            "contact.number_changed" => Some(Self::ContactNumberChanged),
+            "presence" => Some(Self::Presence),
             _ => None,
         }
     }
@@ -97,6 +112,10 @@ impl EventKind {
             Self::MessageStatus => "message.status",
             Self::MessageEdited => "message.edited",
             Self::MessageRevoked => "message.revoked",
+            Self::MessageUndecryptable => "message.undecryptable",
+            Self::Call => "call",
+            Self::ContactNumberChanged => "contact.number_changed",
+            Self::Presence => "presence",
             Self::SessionStatus => "session.status",
         }
     }
@@ -124,7 +143,12 @@ pub struct Subscription {
 impl Subscription {
     /// Whether an event of this kind is posted at all.
     pub fn wants(&self, event: EventKind) -> bool {
-        self.format.carries(event) && self.events.as_ref().is_none_or(|e| e.contains(&event))
+        // Presence is chatty: only for sessions that ask for it by name.
+        self.format.carries(event)
+            && match &self.events {
+                None => event != EventKind::Presence,
+                Some(e) => e.contains(&event),
+            }
     }
 
     pub fn apply(&mut self, change: SubscriptionChange) {
@@ -188,6 +212,14 @@ mod tests {
         s.format = Format::Native;
         s.events = Some(vec![EventKind::MessageStatus]);
         assert!(!s.wants(EventKind::Message) && s.wants(EventKind::MessageStatus));
+        // Presence only by name; the Cloud API carries none of the others.
+        s.events = None;
+        assert!(s.wants(EventKind::Call) && !s.wants(EventKind::Presence));
+        s.events = Some(vec![EventKind::Presence]);
+        assert!(s.wants(EventKind::Presence));
+        s.format = Format::Cloud;
+        s.events = None;
+        assert!(!s.wants(EventKind::Call) && !s.wants(EventKind::MessageEdited));
     }
 
     #[test]

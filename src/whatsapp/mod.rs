@@ -5,12 +5,15 @@
 //! - this file: linking, the client's lifecycle and its events;
 //! - `inbound`: incoming messages translated;
 //! - `outbound`: messages built to send;
+//! - `chat`: chat actions, lookups and the events about contacts;
 //! - `media`: downloads and uploads of files.
 
+mod chat;
 mod inbound;
 mod media;
 mod outbound;
 
+pub use self::chat::{ActionOutcome, CallOffer, ChatAction, NumberCheck, Profile};
 use self::inbound::incoming;
 pub use self::inbound::{Change, Contact, IncomingMessage, Location, Media};
 pub use self::media::{DownloadError, MediaLink, MediaRef, MediaType, Uploaded, media_type};
@@ -69,6 +72,14 @@ pub enum WaEvent {
     /// What became of messages we sent: `sent` (server ack), `delivered`,
     /// `read`, `failed` (server nack).
     Status(MessageStatus),
+    /// A contact calls.
+    Call(CallOffer),
+    /// A message arrived that could not be decrypted (its id and sender).
+    Undecryptable(serde_json::Value),
+    /// A contact moved to a new number.
+    NumberChanged(serde_json::Value),
+    /// A contact types, records, pauses, comes online or goes offline.
+    Presence(serde_json::Value),
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -240,7 +251,7 @@ fn translate(event: &Event) -> Vec<WaEvent> {
             })]
         }
         // Messages reach the bridge through the durability hook only.
-        _ => Vec::new(),
+        other => chat::translate(other).into_iter().collect(),
     }
 }
 

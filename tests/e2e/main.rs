@@ -6,6 +6,7 @@
 mod support;
 
 mod bridge;
+mod chats;
 mod durability;
 mod formats;
 mod kinds;

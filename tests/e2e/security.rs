@@ -506,6 +506,11 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
         ("post", "/v1/sessions/{name}/messages"),
         ("patch", "/v1/sessions/{name}/messages/{message_id}"),
         ("delete", "/v1/sessions/{name}/messages/{message_id}"),
+        ("post", "/v1/sessions/{name}/chats/{chat}/read"),
+        ("post", "/v1/sessions/{name}/chats/{chat}/presence"),
+        ("post", "/v1/sessions/{name}/presence"),
+        ("post", "/v1/sessions/{name}/contacts/check"),
+        ("get", "/v1/sessions/{name}/contacts/{contact}"),
         ("post", "/v1/sessions/{name}/media"),
         ("get", "/v1/media/{media_id}"),
         ("get", "/v1/media/{media_id}/file"),
@@ -540,6 +545,8 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
                 .replace("{name}", "nope")
                 .replace("{event_id}", "e")
                 .replace("{message_id}", "3EB0AA")
+                .replace("{chat}", "15550001111")
+                .replace("{contact}", "15550001111")
                 .replace("{media_id}", "med_00000000000000000000000000000000")
         );
         let r = bridge

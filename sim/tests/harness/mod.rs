@@ -92,6 +92,21 @@ pub async fn inbox_json(sim: &SimHandle, contact: &str) -> Vec<serde_json::Value
     json["messages"].as_array().cloned().unwrap_or_default()
 }
 
+/// `GET /admin{path}` and the array under `key` in the answer.
+pub async fn admin_list(sim: &SimHandle, path: &str, key: &str) -> Vec<serde_json::Value> {
+    let (status, json) = admin(sim, "GET", path, serde_json::Value::Null).await;
+    assert_eq!(status, 200, "GET {path}: {json}");
+    json[key]
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("GET {path}: no {key:?} array in {json}"))
+}
+
+/// The user JID of a phone number.
+pub fn jid(phone: &str) -> Jid {
+    format!("{phone}@s.whatsapp.net").parse().unwrap()
+}
+
 type FullBuilder = BotBuilder<Provided, Provided, Provided, Provided>;
 
 /// A real client with its event stream.
@@ -141,6 +156,22 @@ impl Client {
                 return e;
             }
         }
+    }
+
+    /// Waits (at most 2 s) for the next event matching `pred` and returns
+    /// what `pred` made of it; events before it are dropped. Panics naming
+    /// `what` on timeout.
+    pub async fn expect<T>(&mut self, what: &str, mut pred: impl FnMut(&Event) -> Option<T>) -> T {
+        within(Duration::from_secs(2), async {
+            loop {
+                let e = self.events.recv().await.expect("event stream closed");
+                if let Some(v) = pred(&e) {
+                    return v;
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
     }
 
     /// Waits (at most 2 s) for the message `id`; events before it are

@@ -1,0 +1,114 @@
+//! Chat actions: read receipts, typing and recording, and the session's own
+//! presence.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, Body, Shared, bad, name};
+use crate::whatsapp::ChatAction;
+
+/// A chat in a path: a phone number or a JID.
+pub fn chat(c: &str) -> Result<String, ApiError> {
+    crate::whatsapp::parse_recipient(c)
+        .map(|j| j.to_string())
+        .map_err(|_| bad(format!("chat: {c:?} is not a phone number or JID")))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+pub struct ReadReq {
+    /// Ids of messages of this chat to mark read (at most 1,000).
+    ids: Vec<String>,
+}
+
+/// Marks messages read: the sender sees blue ticks.
+pub async fn read(
+    State(m): Shared,
+    Path((n, c)): Path<(String, String)>,
+    Body(req): Body<ReadReq>,
+) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    let chat = chat(&c)?;
+    if req.ids.is_empty() || req.ids.len() > 1000 {
+        return Err(bad("ids: 1 to 1,000 message ids"));
+    }
+    for (i, id) in req.ids.iter().enumerate() {
+        super::messages::check_id(id, &format!("ids[{i}]"))?;
+    }
+    // In a group, receipts name who wrote each message: the remembered
+    // sender of the first one (WhatsApp groups receipts per sender).
+    let sender = if chat.ends_with("@g.us") {
+        m.remembered(n, &req.ids[0]).await.ok().map(|r| r.sender)
+    } else {
+        None
+    };
+    let count = req.ids.len();
+    m.act(
+        n,
+        ChatAction::Read {
+            chat: chat.clone(),
+            sender,
+            ids: req.ids,
+        },
+    )
+    .await?;
+    Ok(axum::Json(json!({"chat": chat, "read": count})).into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+pub struct ChatStateReq {
+    /// composing, recording or paused.
+    state: String,
+}
+
+/// Shows the contact that the session is typing or recording, or stopped.
+pub async fn chat_state(
+    State(m): Shared,
+    Path((n, c)): Path<(String, String)>,
+    Body(req): Body<ChatStateReq>,
+) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    let chat = chat(&c)?;
+    if !matches!(req.state.as_str(), "composing" | "recording" | "paused") {
+        return Err(bad(format!(
+            "state: expected composing, recording or paused, got {:?}",
+            req.state
+        )));
+    }
+    m.act(
+        n,
+        ChatAction::ChatState {
+            chat: chat.clone(),
+            state: req.state.clone(),
+        },
+    )
+    .await?;
+    Ok(axum::Json(json!({"chat": chat, "state": req.state})).into_response())
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+pub struct PresenceReq {
+    /// available or unavailable.
+    state: String,
+}
+
+/// The session's own presence: online (available) or not.
+pub async fn presence(
+    State(m): Shared,
+    Path(n): Path<String>,
+    Body(req): Body<PresenceReq>,
+) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    let available = match req.state.as_str() {
+        "available" => true,
+        "unavailable" => false,
+        other => {
+            return Err(bad(format!(
+                "state: expected available or unavailable, got {other:?}"
+            )));
+        }
+    };
+    m.act(n, ChatAction::Presence { available }).await?;
+    Ok(axum::Json(json!({"state": req.state})).into_response())
+}
