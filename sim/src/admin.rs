@@ -275,18 +275,20 @@ async fn contact_read(
             .ok()?
             .iter()
             .find(|m| m.id == req.id)
-            .map(|m| m.from.clone())
+            .map(|m| (m.from.clone(), m.to_lid))
     });
-    let Some(addr) = sender.as_deref().and_then(DeviceAddr::parse) else {
+    let Some((addr, to_lid)) = sender.and_then(|(f, l)| Some((DeviceAddr::parse(&f)?, l))) else {
         return Err(not_found(format!(
             "id: no message {} in the inbox of {p}",
             req.id
         )));
     };
+    // From the address the message was sent to.
+    let from = crate::lids::user_jid(&w, &p, to_lid);
     w.deliver(
         &addr.phone,
         addr.device,
-        routing::receipt_node(&p, &req.id, Some("read")),
+        routing::receipt_node(&from, &req.id, Some("read")),
     );
     Ok(axum::Json(json!({ "ok": true })).into_response())
 }

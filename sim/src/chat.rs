@@ -464,8 +464,7 @@ pub fn contact_call(world: &World, from: &str, to: &str, video: bool) -> Result<
 
 /// A contact changes its number: every linked device of an account gets
 /// `<notification type="contacts"><modify old new/></notification>`
-/// (queued until acknowledged, as notifications are). No LIDs go with it,
-/// so that clients keep reaching contacts by phone number.
+/// (queued until acknowledged, as notifications are). No LIDs go with it.
 pub fn contact_change_number(
     world: &World,
     from: &str,

@@ -125,9 +125,12 @@ async fn account_presence(State(w): Shared, Path(p): Path<String>) -> Result<Res
     Ok(json(json!(w.chat.presence(&p))))
 }
 
+/// A number's profile, its phone and its LID JID (`null` when it is not on
+/// WhatsApp).
 fn profile_json(w: &World, p: &str) -> Response {
     let mut v = json!(w.profiles.get(p));
     v["phone"] = json!(p);
+    v["lid"] = json!(crate::lids::revealed(w, p));
     json(v)
 }
 
@@ -136,7 +139,7 @@ async fn get_profile(State(w): Shared, Path(p): Path<String>) -> Result<Response
     Ok(profile_json(&w, &p))
 }
 
-const PROFILE_FIELDS: [&str; 3] = ["on_whatsapp", "status", "picture"];
+const PROFILE_FIELDS: [&str; 4] = ["on_whatsapp", "status", "picture", "lid_mode"];
 
 async fn set_profile(
     State(w): Shared,
@@ -152,8 +155,13 @@ async fn set_profile(
             Some(_) => Some(f.string("status")?.map(str::to_string)),
         },
         picture: f.boolean("picture")?,
+        lid_mode: f.boolean("lid_mode")?,
     };
-    if update.on_whatsapp.is_none() && update.status.is_none() && update.picture.is_none() {
+    if update.on_whatsapp.is_none()
+        && update.status.is_none()
+        && update.picture.is_none()
+        && update.lid_mode.is_none()
+    {
         return Err(bad(format!(
             "body: expected at least one of {}",
             PROFILE_FIELDS.join(", ")

@@ -28,6 +28,7 @@ mod conn;
 mod error;
 mod iq;
 mod kinds;
+mod lids;
 mod lookups;
 mod media;
 mod media_message;
@@ -284,7 +285,15 @@ impl SimHandle {
         self.world.profiles.get(phone)
     }
 
-    /// Changes how lookups answer for a number
+    /// The LID JID (`<digits>@lid`) of a number, allocated on first use;
+    /// `None` when it is not on WhatsApp (the `lid` of
+    /// `GET /admin/contacts/{phone}/profile`).
+    pub fn lid(&self, phone: &str) -> Option<String> {
+        lids::revealed(&self.world, phone)
+    }
+
+    /// Changes how lookups answer for a number (and whether it sends from
+    /// its LID: `lid_mode`)
     /// (`POST /admin/contacts/{phone}/profile`); returns the result.
     pub fn set_profile(&self, phone: &str, update: ProfileUpdate) -> Profile {
         self.world.profiles.update(phone, update)

@@ -29,6 +29,8 @@ pub struct Profile {
     pub status: Option<String>,
     /// Whether it has a profile picture.
     pub picture: bool,
+    /// Whether it sends its messages from its LID (see [`crate::lids`]).
+    pub lid_mode: bool,
     /// The picture's numeric id (changes each time one is set).
     #[serde(skip)]
     picture_id: u64,
@@ -40,6 +42,7 @@ impl Default for Profile {
             on_whatsapp: true,
             status: None,
             picture: false,
+            lid_mode: false,
             picture_id: 0,
         }
     }
@@ -52,6 +55,7 @@ pub struct ProfileUpdate {
     pub on_whatsapp: Option<bool>,
     pub status: Option<Option<String>>,
     pub picture: Option<bool>,
+    pub lid_mode: Option<bool>,
 }
 
 /// Every number's profile.
@@ -94,6 +98,9 @@ impl Profiles {
                 p.picture_id = self.next_picture_id.fetch_add(1, Ordering::Relaxed);
             }
             p.picture = picture;
+        }
+        if let Some(lid_mode) = u.lid_mode {
+            p.lid_mode = lid_mode;
         }
         p.clone()
     }
@@ -204,18 +211,7 @@ pub fn usync(world: &World, id: &str, node: &Node) -> Node {
                 });
             }
             if wants_lid {
-                // Only accounts have a LID here; contacts are reached by
-                // phone number, which keeps every client on PN addressing.
-                let lid = addr.as_ref().and_then(|a| {
-                    let st = world.lock();
-                    st.accounts.get(&a.phone).map(|acc| acc.lid.clone())
-                });
-                children.push(match lid {
-                    Some(l) => NodeBuilder::new("lid")
-                        .attr("val", format!("{l}@lid"))
-                        .build(),
-                    None => NodeBuilder::new("lid").build(),
-                });
+                children.push(crate::lids::usync_lid(world, addr.as_ref()));
             }
             if wants_status {
                 let status = profile.and_then(|p| p.status);
@@ -227,6 +223,9 @@ pub fn usync(world: &World, id: &str, node: &Node) -> Node {
             }
             let mut b = NodeBuilder::new("user");
             if let Some(jid) = jid {
+                if let Some(pn) = crate::lids::usync_pn_jid(&jid, addr.as_ref()) {
+                    b = b.attr("pn_jid", pn);
+                }
                 b = b.attr("jid", jid);
             }
             users.push(b.children(children).build());

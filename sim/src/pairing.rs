@@ -323,6 +323,7 @@ pub async fn share_app_state_keys(
             timestamp: now_secs(),
             category_peer: true,
             edit: None,
+            from_lid: None,
         },
     )
     .await

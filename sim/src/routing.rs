@@ -26,6 +26,9 @@ pub struct Envelope {
     /// The stanza's `edit` attribute: `1` an edit, `7` a sender's revoke
     /// (or a removed reaction), `8` an admin's revoke.
     pub edit: Option<String>,
+    /// The LID user the endpoint sends from (LID mode, see [`crate::lids`]);
+    /// `None`: from its phone number.
+    pub from_lid: Option<String>,
 }
 
 /// A device address parsed from a JID (`PHONE[:DEVICE]@s.whatsapp.net`).
@@ -90,7 +93,10 @@ pub async fn send_from_endpoint(
         .messages_encrypted
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut msg = NodeBuilder::new("message")
-        .attr("from", format!("{from_phone}@{SERVER}"))
+        .attrs(crate::lids::sender_attrs(
+            from_phone,
+            env.from_lid.as_deref(),
+        ))
         .attr("id", env.id.as_str())
         .attr("t", env.timestamp.to_string())
         .attr("type", env.kind);
@@ -178,6 +184,7 @@ pub async fn contact_send_message_with_id(
     // Remembered before sending: the device may answer (react, vote) as
     // soon as it has the message.
     crate::kinds::remember_sent(world, from, to, &id, message)?;
+    let from_lid = crate::lids::sending_lid(world, from);
     let message = message.encode_to_vec();
     let t = now_secs();
     for device in devices {
@@ -195,6 +202,7 @@ pub async fn contact_send_message_with_id(
                 timestamp: t,
                 category_peer: false,
                 edit: edit.clone(),
+                from_lid: from_lid.clone(),
             },
         )
         .await?;
@@ -202,10 +210,11 @@ pub async fn contact_send_message_with_id(
     Ok(id)
 }
 
-/// A receipt from a simulator endpoint to one device.
-pub fn receipt_node(from_phone: &str, id: &str, kind: Option<&str>) -> Node {
+/// A receipt from a simulator endpoint (its user JID, PN or LID) to one
+/// device.
+pub fn receipt_node(from_jid: &str, id: &str, kind: Option<&str>) -> Node {
     let mut b = NodeBuilder::new("receipt")
-        .attr("from", format!("{from_phone}@{SERVER}"))
+        .attr("from", from_jid)
         .attr("id", id)
         .attr("t", now_secs().to_string());
     if let Some(k) = kind {
@@ -226,7 +235,10 @@ pub struct Copy {
 /// A message sent by a real device, split into its per-device copies.
 pub struct Outgoing {
     pub from: DeviceAddr,
+    /// The chat as a phone-number JID, whichever namespace the stanza used.
     pub chat: String,
+    /// Whether the stanza was addressed to a LID.
+    pub to_lid: bool,
     pub id: String,
     pub kind: String,
     pub push_name: String,
@@ -290,18 +302,21 @@ pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
                 .stats
                 .messages_decrypted
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Some(entry) =
+            if let Some(mut entry) =
                 inbox_entry(world, &endpoint, &plain, &out.id, &out.chat, &from_jid, t).await
                 && let Ok(mut inbox) = endpoint.inbox.lock()
             {
+                entry.to_lid = out.to_lid;
                 inbox.push(entry);
             }
             if !receipted.contains(&copy.to.phone) {
                 receipted.push(copy.to.phone.clone());
+                // From the address the message was sent to.
+                let from = crate::lids::user_jid(world, &copy.to.phone, out.to_lid);
                 world.deliver(
                     &out.from.phone,
                     out.from.device,
-                    receipt_node(&copy.to.phone, &out.id, None),
+                    receipt_node(&from, &out.id, None),
                 );
             }
         } else {
@@ -317,7 +332,10 @@ pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
                 b = b.attr("edit", edit.as_str());
             }
             if copy.to.phone == out.from.phone {
-                b = b.attr("recipient", out.chat.as_str());
+                let chat = DeviceAddr::parse(&out.chat).map_or(out.chat.clone(), |c| {
+                    crate::lids::user_jid(world, &c.phone, out.to_lid)
+                });
+                b = b.attr("recipient", chat);
             }
             let mut children = vec![copy.enc];
             if copy.kind == EncType::PkMsg

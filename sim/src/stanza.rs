@@ -223,7 +223,7 @@ fn on_receipt(world: &World, peer: &Peer, conn: &ConnHandle, node: &Node) {
     chat::on_receipt(world, phone, node, &ids);
     // Pass the receipt on to the sender's devices (read receipts and
     // delivery receipts between two real clients).
-    let Some(sender) = DeviceAddr::parse(&to) else {
+    let Some(sender) = iq::resolve(world, &to) else {
         return;
     };
     if sender.phone == *phone {
@@ -275,7 +275,8 @@ async fn on_message(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: No
     );
     let mut copies = Vec::new();
     let mut push_copy = |jid: Option<String>, enc: &Node| {
-        let Some(to) = jid.as_deref().and_then(DeviceAddr::parse) else {
+        // A PN or LID device JID.
+        let Some(to) = jid.as_deref().and_then(|j| iq::resolve(world, j)) else {
             return;
         };
         let kind = match attr(enc, "type").as_deref() {
@@ -302,9 +303,10 @@ async fn on_message(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: No
     } else if let Some(enc) = node.get_optional_child("enc") {
         push_copy(Some(to.clone()), enc);
     }
-    let chat = DeviceAddr::parse(&to)
-        .map(|a| DeviceAddr { device: 0, ..a }.jid())
-        .unwrap_or(to);
+    let (chat, to_lid) = match crate::lids::addressed(world, &to) {
+        Some((a, lid)) => (DeviceAddr { device: 0, ..a }.jid(), lid),
+        None => (to, false),
+    };
     let push_name = {
         let st = world.lock();
         st.accounts
@@ -318,6 +320,7 @@ async fn on_message(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: No
             device: *device,
         },
         chat,
+        to_lid,
         id,
         kind: attr(&node, "type").unwrap_or_else(|| "text".into()),
         push_name,

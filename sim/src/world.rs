@@ -98,6 +98,10 @@ pub struct InboxMessage {
     /// Why the file could not be downloaded or decrypted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_error: Option<String>,
+    /// The device addressed the message to the contact's LID (shown only
+    /// when true).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub to_lid: bool,
 }
 
 /// A linked companion device of an account.
@@ -259,12 +263,8 @@ impl World {
             return Ok(e.clone());
         }
         let peer = Peer::new()?;
+        crate::lids::assign(self, phone);
         let mut st = self.lock();
-        if !st.lid_by_phone.contains_key(phone) {
-            let lid = World::allocate_lid(&mut st);
-            st.lids.insert(lid.clone(), phone.to_string());
-            st.lid_by_phone.insert(phone.to_string(), lid);
-        }
         let e = st
             .endpoints
             .entry(phone.to_string())
@@ -404,7 +404,7 @@ impl World {
         }
     }
 
-    /// A new LID user for an account.
+    /// A new LID user (see [`crate::lids::assign`]).
     pub fn allocate_lid(st: &mut State) -> String {
         st.next_lid += 1;
         st.next_lid.to_string()

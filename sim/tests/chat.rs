@@ -168,7 +168,8 @@ async fn lookups_answer_from_each_numbers_profile() {
     let json = set(ABSENT, json!({"on_whatsapp": false})).await;
     assert_eq!(
         json,
-        json!({"phone": ABSENT, "on_whatsapp": false, "status": null, "picture": false})
+        json!({"phone": ABSENT, "on_whatsapp": false, "status": null, "picture": false,
+               "lid_mode": false, "lid": null})
     );
     let json = set(CONTACT, json!({"status": "Busy building", "picture": true})).await;
     assert_eq!(json["status"], "Busy building");

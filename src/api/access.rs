@@ -44,7 +44,10 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let status = match &e {
             AuthError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-            AuthError::NoLogins | AuthError::NotAToken => StatusCode::BAD_REQUEST,
+            // No login on this bridge: the route has nothing to offer.
+            AuthError::NoLogins => StatusCode::NOT_FOUND,
+            // A key, not a token: this credential cannot do that.
+            AuthError::NotAToken => StatusCode::FORBIDDEN,
             AuthError::Missing | AuthError::Invalid | AuthError::BadBasic => {
                 StatusCode::UNAUTHORIZED
             }

@@ -19,6 +19,10 @@ pub fn chat(c: &str) -> Result<String, ApiError> {
 #[derive(Deserialize, schemars::JsonSchema)]
 pub struct ReadReq {
     /// Ids of messages of this chat to mark read (at most 1,000).
+    #[schemars(
+        length(min = 1, max = 1000),
+        inner(regex(pattern = r"^[A-Za-z0-9._-]{1,128}$"))
+    )]
     ids: Vec<String>,
 }
 
@@ -59,6 +63,7 @@ pub async fn read(
 #[derive(Deserialize, schemars::JsonSchema)]
 pub struct ChatStateReq {
     /// composing, recording or paused.
+    #[schemars(extend("enum" = ["composing", "recording", "paused"]))]
     state: String,
 }
 
@@ -90,6 +95,7 @@ pub async fn chat_state(
 #[derive(Deserialize, schemars::JsonSchema)]
 pub struct PresenceReq {
     /// available or unavailable.
+    #[schemars(extend("enum" = ["available", "unavailable"]))]
     state: String,
 }
 

@@ -31,6 +31,10 @@ fn limiter() -> &'static DefaultKeyedRateLimiter<String> {
 #[derive(Deserialize, schemars::JsonSchema)]
 pub struct CheckReq {
     /// Phone numbers in international form (digits, `+` allowed); at most 300.
+    #[schemars(
+        length(min = 1, max = 300),
+        inner(regex(pattern = r"^\+?[0-9]{5,20}$"))
+    )]
     phones: Vec<String>,
 }
 

@@ -101,35 +101,44 @@ pub async fn upload(
         let mut form = Multipart::from_request(req, &())
             .await
             .map_err(|e| bad(format!("file: {}", e.body_text())))?;
-        let mut found = None;
-        while let Some(mut field) = form
+        // One part, named file: anything else is refused, naming it.
+        let mut field = form
             .next_field()
             .await
             .map_err(|e| bad(format!("file: {}", e.body_text())))?
-        {
-            if field.name() != Some("file") {
-                continue;
-            }
-            let mime = field.content_type().map(str::to_string);
-            let fname = field.file_name().map(str::to_string);
-            let mut out = tokio::fs::File::create(&staged.0).await.map_err(io)?;
-            let mut size = 0u64;
-            while let Some(chunk) = field
-                .chunk()
-                .await
-                .map_err(|e| bad(format!("file: {}", e.body_text())))?
-            {
-                size += chunk.len() as u64;
-                if size > max {
-                    return Err(too_large("file", max));
-                }
-                out.write_all(&chunk).await.map_err(io)?;
-            }
-            out.flush().await.map_err(io)?;
-            found = Some((mime, fname));
-            break;
+            .ok_or_else(|| bad("file: a multipart part named file is required"))?;
+        if field.name() != Some("file") {
+            let part = field.name().unwrap_or_default().to_string();
+            return Err(bad(format!(
+                "{part}: unknown part; send the file as a part named file"
+            )));
         }
-        found.ok_or_else(|| bad("file: a multipart part named file is required"))?
+        let mime = field.content_type().map(str::to_string);
+        let fname = field.file_name().map(str::to_string);
+        let mut out = tokio::fs::File::create(&staged.0).await.map_err(io)?;
+        let mut size = 0u64;
+        while let Some(chunk) = field
+            .chunk()
+            .await
+            .map_err(|e| bad(format!("file: {}", e.body_text())))?
+        {
+            size += chunk.len() as u64;
+            if size > max {
+                return Err(too_large("file", max));
+            }
+            out.write_all(&chunk).await.map_err(io)?;
+        }
+        out.flush().await.map_err(io)?;
+        if size == 0 {
+            return Err(bad("file: empty"));
+        }
+        if let Ok(Some(extra)) = form.next_field().await {
+            let part = extra.name().unwrap_or_default().to_string();
+            return Err(bad(format!(
+                "{part}: unknown part; send the file as a part named file"
+            )));
+        }
+        (mime, fname)
     } else {
         let mut body = req.into_body().into_data_stream();
         let mut out = tokio::fs::File::create(&staged.0).await.map_err(io)?;

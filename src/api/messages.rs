@@ -22,10 +22,14 @@ const MAX_POLL_OPTIONS: usize = 12;
 #[derive(Deserialize, schemars::JsonSchema)]
 pub struct SendReq {
     /// A phone number or a JID.
+    #[schemars(regex(
+        pattern = r"^(\+?[0-9]{1,20}|[0-9A-Za-z.:_-]{1,64}@(s\.whatsapp\.net|lid|g\.us))$"
+    ))]
     to: String,
     /// text (default), image, video, audio, voice (a voice note), document,
     /// sticker, location, contacts, reaction or poll.
     #[serde(rename = "type", default)]
+    #[schemars(extend("enum" = ["text", "image", "video", "audio", "voice", "document", "sticker", "location", "contacts", "reaction", "poll", null]))]
     kind: Option<String>,
     /// The text of a text message.
     #[serde(default)]
@@ -33,10 +37,16 @@ pub struct SendReq {
     /// A media message's file: exactly one of media_id (uploaded before),
     /// url (fetched by the bridge) or base64.
     #[serde(default)]
+    #[schemars(regex(pattern = r"^med_[0-9a-f]{32}$"))]
     media_id: Option<String>,
     #[serde(default)]
+    #[schemars(regex(pattern = r"^https?://[!-~]+$"))]
     url: Option<String>,
     #[serde(default)]
+    #[schemars(
+        regex(pattern = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"),
+        length(min = 4)
+    )]
     base64: Option<String>,
     #[serde(default)]
     caption: Option<String>,
@@ -48,9 +58,11 @@ pub struct SendReq {
     mimetype: Option<String>,
     /// A location: -90 to 90.
     #[serde(default)]
+    #[schemars(range(min = -90.0, max = 90.0))]
     latitude: Option<f64>,
     /// A location: -180 to 180.
     #[serde(default)]
+    #[schemars(range(min = -180.0, max = 180.0))]
     longitude: Option<f64>,
     /// A location's name.
     #[serde(default)]
@@ -60,27 +72,38 @@ pub struct SendReq {
     address: Option<String>,
     /// Contact cards (one or more), each a name and phone numbers.
     #[serde(default)]
+    #[schemars(length(min = 1))]
     contacts: Option<Vec<ContactCard>>,
     /// A reaction: the message it is for.
     #[serde(default)]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
     message_id: Option<String>,
     /// A reaction's emoji; empty takes the reaction back.
     #[serde(default)]
+    #[schemars(length(max = 16))]
     emoji: Option<String>,
     /// A poll's question.
     #[serde(default)]
+    #[schemars(regex(pattern = r"\S"))]
     question: Option<String>,
     /// A poll's options (2 to 12, all different).
     #[serde(default)]
+    #[schemars(length(min = 2, max = 12), inner(regex(pattern = r"\S")))]
+    #[schemars(extend("uniqueItems" = true))]
     options: Option<Vec<String>>,
     /// How many options a voter may choose (default 1).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 12))]
     selectable: Option<u32>,
     /// Any kind but reactions: the id of the message this one answers.
     #[serde(default)]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
     reply_to: Option<String>,
     /// Phone numbers or JIDs the message mentions.
     #[serde(default)]
+    #[schemars(inner(regex(
+        pattern = r"^(\+?[0-9]{1,20}|[0-9A-Za-z.:_-]{1,64}@(s\.whatsapp\.net|lid|g\.us))$"
+    )))]
     mentions: Option<Vec<String>>,
 }
 
@@ -159,6 +182,7 @@ pub async fn send(
 #[derive(Deserialize, schemars::JsonSchema)]
 pub struct EditReq {
     /// The new text.
+    #[schemars(regex(pattern = r"\S"))]
     text: String,
 }
 

@@ -41,7 +41,10 @@ impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
         let status = match &e {
             SessionError::NotFound(_) | SessionError::UnknownMessage(_) => StatusCode::NOT_FOUND,
-            SessionError::Exists(_) | SessionError::NotWorking { .. } => StatusCode::CONFLICT,
+            SessionError::Exists(_)
+            | SessionError::NotWorking { .. }
+            | SessionError::AlreadyLinked(_)
+            | SessionError::Busy(_) => StatusCode::CONFLICT,
             SessionError::BadRequest(_) => StatusCode::BAD_REQUEST,
             SessionError::Store(_) | SessionError::Gone => StatusCode::SERVICE_UNAVAILABLE,
             SessionError::WhatsApp(_) => StatusCode::BAD_GATEWAY,
@@ -235,29 +238,54 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// An event kind's name (documentation of `webhook_events`).
+#[derive(schemars::JsonSchema)]
+#[allow(dead_code)]
+enum EventName {
+    #[serde(rename = "message")]
+    Message,
+    #[serde(rename = "message.status")]
+    MessageStatus,
+    #[serde(rename = "message.edited")]
+    MessageEdited,
+    #[serde(rename = "message.revoked")]
+    MessageRevoked,
+    #[serde(rename = "message.undecryptable")]
+    MessageUndecryptable,
+    #[serde(rename = "session.status")]
+    SessionStatus,
+    #[serde(rename = "call")]
+    Call,
+    #[serde(rename = "contact.number_changed")]
+    ContactNumberChanged,
+    #[serde(rename = "presence")]
+    Presence,
+}
+
 /// The webhook settings a register, create or patch body may carry. An
 /// absent field leaves the setting alone; `null` (or "") clears it.
 #[derive(Deserialize, Default, schemars::JsonSchema)]
 struct WebhookFields {
     /// http(s) URL; null clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", regex(pattern = r"^(https?://[!-~]+)?$"))]
     webhook_url: Option<Option<String>>,
     /// native (default), cloud or wapi.
     #[serde(default, deserialize_with = "present")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<String>", extend("enum" = ["native", "cloud", "wapi", null]))]
     webhook_format: Option<Option<String>>,
     /// Signs this session's deliveries; never returned.
     #[serde(default, deserialize_with = "present")]
     #[schemars(with = "Option<String>")]
     webhook_secret: Option<Option<String>>,
-    /// Any of message, message.status, session.status; null means all.
+    /// Any of the event kinds; null means all but presence.
     #[serde(default, deserialize_with = "present")]
-    #[schemars(with = "Option<Vec<String>>")]
+    #[schemars(with = "Option<Vec<EventName>>")]
     webhook_events: Option<Option<Vec<String>>>,
     /// How media events carry their file: url (default) or base64 (inline
     /// as well).
     #[serde(default)]
+    #[schemars(extend("enum" = ["url", "base64", null]))]
     webhook_media: Option<String>,
 }
 
@@ -353,6 +381,7 @@ fn opt_url(url: Option<String>, field: &str) -> Result<Option<String>, ApiError>
 
 #[derive(Deserialize, schemars::JsonSchema)]
 struct RegisterReq {
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     session_id: String,
     #[serde(flatten)]
     webhook: WebhookFields,
@@ -382,8 +411,12 @@ async fn register(
 
 #[derive(Deserialize, schemars::JsonSchema)]
 struct SendMessageReq {
+    #[schemars(regex(
+        pattern = r"^(\+?[0-9]{1,20}|[0-9A-Za-z.:_-]{1,64}@(s\.whatsapp\.net|lid|g\.us))$"
+    ))]
     chat_id: String,
     text: String,
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     session_name: String,
 }
 
@@ -533,6 +566,7 @@ async fn session_key(
 
 #[derive(Deserialize, schemars::JsonSchema)]
 struct CreateReq {
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_-]{1,64}$"))]
     name: String,
     #[serde(default)]
     start: Option<bool>,
@@ -636,6 +670,8 @@ async fn qr(
 
 #[derive(Deserialize, schemars::JsonSchema)]
 struct PairCodeReq {
+    /// International number, digits only (7 to 15, no leading 0).
+    #[schemars(regex(pattern = r"^\+?[1-9][0-9]{6,14}$"))]
     phone: String,
 }
 

@@ -33,8 +33,54 @@ fn request<T: JsonSchema>() -> Option<Value> {
     if let Some(o) = v.as_object_mut() {
         o.remove("$schema");
         o.remove("title");
+        // Unknown fields are refused (400 naming them).
+        if o.get("type") == Some(&json!("object")) {
+            o.entry("additionalProperties").or_insert(json!(false));
+        }
     }
     Some(v)
+}
+
+/// The send body: its fields, and which of them each kind needs (the
+/// handler answers 400 naming the field that a kind lacks).
+fn send_request() -> Option<Value> {
+    let mut schema = request::<super::messages::SendReq>()?;
+    // A field given with a value (null counts as absent).
+    let given = |k: &str| json!({"required": [k], "properties": {k: {"not": {"enum": [null]}}}});
+    let kind = |ks: &[&str]| json!({"properties": {"type": {"enum": ks}}, "required": ["type"]});
+    let media = ["image", "video", "audio", "voice", "document", "sticker"];
+    let sources = ["media_id", "url", "base64"];
+    let mut variants = vec![json!({
+        "allOf": [given("text")],
+        "properties": {"type": {"enum": ["text", null]}},
+    })];
+    for source in sources {
+        let others: Vec<Value> = sources
+            .iter()
+            .filter(|o| **o != source)
+            .map(|o| given(o))
+            .collect();
+        variants.push(json!({"allOf": [kind(&media), given(source), {"not": {"anyOf": others}}]}));
+    }
+    variants.push(json!({"allOf": [kind(&["location"]), given("latitude"), given("longitude")]}));
+    variants.push(json!({"allOf": [kind(&["contacts"]), given("contacts")]}));
+    variants.push(json!({"allOf": [kind(&["reaction"]), given("message_id"), given("emoji")]}));
+    variants.push(json!({"allOf": [kind(&["poll"]), given("question"), given("options")]}));
+    schema["anyOf"] = Value::Array(variants);
+    Some(schema)
+}
+
+/// Moves the definitions a request schema carries (`components.schemas`,
+/// where its `$ref`s point) into the document's components.
+fn hoist(schema: &mut Value, into: &mut Map<String, Value>) {
+    if let Some(defs) = schema
+        .as_object_mut()
+        .and_then(|o| o.remove("components"))
+        .and_then(|c| c.get("schemas").cloned())
+        .and_then(|s| s.as_object().cloned())
+    {
+        into.extend(defs);
+    }
 }
 
 /// `{"type": "object", "properties": {..}}` from (name, type) pairs; a type
@@ -178,10 +224,10 @@ pub fn endpoints() -> Vec<Endpoint> {
             Some(object(&[
                 ("session_id", t("string")),
                 ("status", t("string")),
-                ("reason", t("string")),
-                ("jid", t("string")),
-                ("push_name", t("string")),
-                ("webhook_url", t("string")),
+                ("reason", json!({"type": "string", "nullable": true})),
+                ("jid", json!({"type": "string", "nullable": true})),
+                ("push_name", json!({"type": "string", "nullable": true})),
+                ("webhook_url", json!({"type": "string", "nullable": true})),
                 ("created_at", t("integer")),
             ])),
             get(session_info),
@@ -194,8 +240,8 @@ pub fn endpoints() -> Vec<Endpoint> {
             200,
             Some(object(&[
                 ("connected", t("boolean")),
-                ("jid", t("string")),
-                ("since", t("integer")),
+                ("jid", json!({"type": "string", "nullable": true})),
+                ("since", json!({"type": "integer", "nullable": true})),
                 ("reconnects", t("integer")),
             ])),
             get(connection_info),
@@ -332,7 +378,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "post",
             "/v1/sessions/{name}/messages",
             "Send a message: text, a file (image, video, audio, voice, document, sticker; by media_id, url or base64), a location, contact cards, a reaction or a poll; any kind may answer a message (reply_to) and mention people",
-            request::<super::messages::SendReq>(),
+            send_request(),
             201,
             Some(object(&[("id", t("string")), ("to", t("string"))])),
             post(super::messages::send),
@@ -555,6 +601,66 @@ impl IntoSchema for Value {
     }
 }
 
+/// A path parameter's schema: the pattern the handler checks.
+fn path_param(name: &str) -> Value {
+    let pattern = match name {
+        // Session names (wapi's routes call them `id`).
+        "name" | "id" => "^[A-Za-z0-9_-]{1,64}$",
+        "media_id" => "^med_[0-9a-f]{32}$",
+        "event_id" => "^[A-Za-z0-9_]{1,64}$",
+        "message_id" => "^[A-Za-z0-9._-]{1,128}$",
+        // A phone number, or a user, LID or group JID.
+        "chat" | "contact" => {
+            "^(\\+?[0-9]{1,20}|[0-9A-Za-z.:_-]{1,64}@(s\\.whatsapp\\.net|lid|g\\.us))$"
+        }
+        _ => return json!({"type": "string"}),
+    };
+    json!({"type": "string", "pattern": pattern})
+}
+
+/// The error statuses a route can answer, from what it does.
+fn error_statuses(e: &Endpoint) -> Vec<(u16, &'static str)> {
+    let mut out = Vec::new();
+    let public = e.path == "/v1/health" || e.path == "/v1/users/login";
+    let named = e.path.contains('{');
+    if named || e.request.is_some() || e.method != "get" {
+        out.push((400, "bad input: the message names the field"));
+    }
+    if !public || e.path == "/v1/users/login" {
+        out.push((401, "no valid credential"));
+    }
+    if !public {
+        out.push((403, "the credential does not reach this session or route"));
+    }
+    // Also the routes whose body names the session.
+    if named || e.path == "/send-message/" {
+        out.push((404, "no such session, message, media or event"));
+    }
+    let session_work = e.path.starts_with("/v1/sessions/{name}/")
+        && !e.path.contains("/webhooks")
+        && !e.path.ends_with("/keys");
+    if session_work
+        || e.path == "/send-message/"
+        || e.path == "/v1/sessions"
+        || e.path == "/register-session/"
+    {
+        out.push((409, "the session is not WORKING, or already exists"));
+    }
+    if e.request.is_some() || e.method == "post" || e.method == "patch" {
+        out.push((413, "the body is too large"));
+    }
+    out.push((429, "rate limit: retry after Retry-After seconds"));
+    if session_work || e.path == "/send-message/" {
+        out.push((502, "WhatsApp refused or failed the request"));
+        out.push((504, "WhatsApp did not answer in time"));
+    }
+    out.push((
+        503,
+        "the store is unreachable, or the bridge is shutting down",
+    ));
+    out
+}
+
 /// The OpenAPI 3.0 document of every route in [`endpoints`].
 pub fn build() -> Value {
     let error = json!({"type": "object", "properties": {
@@ -564,19 +670,24 @@ pub fn build() -> Value {
             "code": {"type": "integer"}, "title": {"type": "string"}, "details": {"type": "string"}}}},
     }});
     let mut paths = Map::new();
+    let mut schemas = Map::new();
     for e in endpoints() {
         let params: Vec<Value> = e
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|p| json!({"name": p, "in": "path", "required": true, "schema": path_param(p)}))
             .collect();
+        let png = json!({"schema": {"type": "string", "format": "binary"}});
         let mut ok = json!({"description": "success"});
         if let Some(schema) = &e.response {
             ok["content"] = json!({"application/json": {"schema": schema}});
+            // The QR code is a PNG unless JSON is asked for.
+            if e.path.contains("qr") {
+                ok["content"]["image/png"] = png.clone();
+            }
         } else if e.path.contains("qr") {
-            ok["content"] =
-                json!({"image/png": {"schema": {"type": "string", "format": "binary"}}});
+            ok["content"] = json!({"image/png": png});
         } else if e.path == "/metrics" {
             ok["content"] = json!({"text/plain": {"schema": {"type": "string"}}});
         } else if e.path.ends_with("/file") {
@@ -585,22 +696,31 @@ pub fn build() -> Value {
         let mut op = json!({
             "summary": e.summary,
             "operationId": format!("{}{}", e.method, e.path.replace(['/', '{', '}', '-', '.'], "_")),
-            "responses": {
-                e.status.to_string(): ok,
-                "default": {"description": "an error", "content": {"application/json": {"schema": error.clone()}}},
-            },
+            "responses": { e.status.to_string(): ok },
         });
+        for (code, why) in error_statuses(&e) {
+            op["responses"][code.to_string()] = json!({"description": why,
+                "content": {"application/json": {"schema": error.clone()}}});
+        }
+        if e.path.ends_with("/file") {
+            op["responses"]["206"] = json!({"description": "the range asked for",
+                "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}});
+            op["responses"]["304"] = json!({"description": "not modified (If-None-Match)"});
+            op["responses"]["416"] = json!({"description": "a range outside the file"});
+        }
         if !params.is_empty() {
             op["parameters"] = json!(params);
         }
         if let Some(schema) = &e.request {
+            let mut schema = schema.clone();
+            hoist(&mut schema, &mut schemas);
             op["requestBody"] =
                 json!({"required": true, "content": {"application/json": {"schema": schema}}});
         } else if e.path.ends_with("/media") && e.method == "post" {
-            let binary = json!({"type": "string", "format": "binary"});
+            let binary = json!({"type": "string", "format": "binary", "minLength": 1});
             op["requestBody"] = json!({"required": true, "content": {
                 "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                    "properties": {"file": binary}}},
+                    "properties": {"file": binary}, "additionalProperties": false}},
                 "application/octet-stream": {"schema": binary},
             }});
         }
@@ -615,7 +735,7 @@ pub fn build() -> Value {
         "info": {"title": "wapi", "version": env!("CARGO_PKG_VERSION"),
                  "description": "A multi-session WhatsApp Web bridge"},
         "paths": paths,
-        "components": {"securitySchemes": {
+        "components": {"schemas": schemas, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer"},
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-Api-Key"},
             "basic": {"type": "http", "scheme": "basic"},

@@ -83,6 +83,11 @@ pub enum SessionError {
     Store(#[from] StoreError),
     #[error("whatsapp: {0}")]
     WhatsApp(String),
+    #[error("session {0} is already linked")]
+    AlreadyLinked(String),
+    /// The session is doing something that this request would undo.
+    #[error("{0}")]
+    Busy(String),
     /// No message of this id is remembered (never seen, or older than 30 days).
     #[error("message {0} not found")]
     UnknownMessage(String),

@@ -277,8 +277,16 @@ impl Task {
             }
             Command::PairCode { phone, reply } => {
                 if self.link.as_ref().is_some_and(|l| l.jid().is_some()) {
-                    let _ = reply.send(Err(SessionError::BadRequest(
-                        "the session is already linked".into(),
+                    let _ = reply.send(Err(SessionError::AlreadyLinked(self.name().to_string())));
+                } else if self
+                    .pending_pair_code
+                    .as_ref()
+                    .is_some_and(|r| !r.is_closed())
+                {
+                    // One request at a time: a second would cut the first
+                    // one's link short.
+                    let _ = reply.send(Err(SessionError::Busy(
+                        "a pair code is already being requested".into(),
                     )));
                 } else {
                     self.stop_link().await;

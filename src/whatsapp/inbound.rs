@@ -151,15 +151,30 @@ impl Contact {
 
 pub(super) fn incoming(m: &InboundMessage) -> IncomingMessage {
     let src = &m.info.source;
-    let from_lid = src
-        .sender_alt
-        .as_ref()
-        .filter(|j| j.server == Server::Lid)
-        .map(|j| j.to_string());
+    let sender = src.sender.to_non_ad();
+    let alt = src.sender_alt.as_ref().map(|j| j.to_non_ad());
+    // A user WhatsApp addresses by LID: the phone number goes in `from`
+    // when WhatsApp gave it (`sender_pn`), the LID in `from_lid`, so a
+    // message is the same whichever address it came under.
+    let (from, from_lid) = if sender.server == Server::Lid {
+        match alt.filter(|a| a.server == Server::Pn) {
+            Some(pn) => (pn, Some(sender.to_string())),
+            None => (sender.clone(), Some(sender.to_string())),
+        }
+    } else {
+        let lid = alt
+            .filter(|a| a.server == Server::Lid)
+            .map(|j| j.to_string());
+        (sender.clone(), lid)
+    };
+    let mut chat = src.chat.to_string();
+    if !src.is_group && !src.is_from_me && src.chat.to_non_ad() == sender {
+        chat = from.to_string();
+    }
     let mut out = IncomingMessage {
         id: m.info.id.to_string(),
-        chat: src.chat.to_string(),
-        from: src.sender.to_non_ad().to_string(),
+        chat,
+        from: from.to_string(),
         from_lid,
         push_name: m.info.push_name.clone(),
         from_me: src.is_from_me,

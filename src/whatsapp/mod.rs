@@ -111,12 +111,33 @@ impl whatsapp_rust::InboundDurabilityHook for DurabilityHook {
         batch: &[InboundMessage],
     ) -> anyhow::Result<()> {
         let mut messages: Vec<IncomingMessage> = batch.iter().map(incoming).collect();
+        for m in messages.iter_mut() {
+            pn_of_lid(&client, m).await;
+        }
         for (m, raw) in messages.iter_mut().zip(batch) {
             if let Some(cipher) = m.vote_cipher.take() {
                 read_vote(&client, self.0.as_ref(), m, cipher, &raw.info.source.sender).await;
             }
         }
         self.0.commit(messages).await.map_err(anyhow::Error::msg)
+    }
+}
+
+/// A sender known only by LID: its phone number from the client's
+/// LID-to-phone map, when it has learned it.
+async fn pn_of_lid(client: &whatsapp_rust::Client, m: &mut IncomingMessage) {
+    if !m.from.ends_with("@lid") {
+        return;
+    }
+    let Ok(lid) = m.from.parse::<Jid>() else {
+        return;
+    };
+    if let Ok(Some(entry)) = client.get_lid_pn_entry(&lid).await {
+        let pn = Jid::new(&*entry.phone_number, Server::Pn).to_string();
+        if m.chat == m.from {
+            m.chat = pn.clone();
+        }
+        m.from = pn;
     }
 }
 

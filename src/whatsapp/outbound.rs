@@ -61,7 +61,12 @@ impl Outgoing {
 /// A contact card: a name and phone numbers (digits, `+` allowed).
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 pub struct ContactCard {
+    #[schemars(length(min = 1))]
     pub name: String,
+    #[schemars(
+        length(min = 1),
+        inner(regex(pattern = r"^[+ ()-]*([0-9][+ ()-]*){5,20}$"))
+    )]
     pub phones: Vec<String>,
 }
 

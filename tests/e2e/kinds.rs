@@ -384,3 +384,55 @@ async fn bad_kind_input_gets_a_4xx_naming_the_field() {
     assert_eq!(r.status(), 400);
     bridge.stop().await;
 }
+
+/// A contact WhatsApp addresses by LID: its messages carry the phone number
+/// WhatsApp gave and the LID beside it, each is posted once, and a reply by
+/// id reaches the contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contact_in_lid_mode_is_posted_with_phone_and_lid_and_answered() {
+    let (sim, rx, _dir, bridge) = start().await;
+    let before = contact_sends(&sim, CONTACT, json!({"to": ME, "text": "by phone"})).await;
+    event_of(&rx, &before, Duration::from_secs(10)).await;
+    let r = admin_post(
+        &sim,
+        &format!("/contacts/{CONTACT}/profile"),
+        json!({"lid_mode": true}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    let lid = r.json::<Value>().await.unwrap()["lid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(lid.ends_with("@lid"), "{lid}");
+
+    let id = contact_sends(&sim, CONTACT, json!({"to": ME, "text": "by lid"})).await;
+    let ev = event_of(&rx, &id, Duration::from_secs(10)).await;
+    let p = &ev["payload"];
+    assert_eq!(p["from"], format!("{CONTACT}@s.whatsapp.net"), "{p}");
+    assert_eq!(p["from_lid"], lid.as_str(), "{p}");
+    assert_eq!(p["chat"], format!("{CONTACT}@s.whatsapp.net"), "{p}");
+
+    // Answered by id: the reply reaches the contact, quoting it.
+    let answer = sends(
+        &bridge,
+        json!({"to": CONTACT, "text": "got it", "reply_to": id}),
+    )
+    .await;
+    assert_eq!(received(&sim, &answer).await["reply_to"], id.as_str());
+    // Sending to the LID works too.
+    let to_lid = sends(&bridge, json!({"to": lid, "text": "by your lid"})).await;
+    received(&sim, &to_lid).await;
+
+    // Each message was posted once.
+    bridge.drained("k1").await;
+    for m in [&before, &id] {
+        let posts = rx
+            .of("k1", "message")
+            .into_iter()
+            .filter(|e| e["payload"]["id"] == m.as_str())
+            .count();
+        assert_eq!(posts, 1, "{m}");
+    }
+    bridge.stop().await;
+}
