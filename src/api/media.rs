@@ -132,11 +132,16 @@ pub async fn upload(
         if size == 0 {
             return Err(bad("file: empty"));
         }
-        if let Ok(Some(extra)) = form.next_field().await {
-            let part = extra.name().unwrap_or_default().to_string();
-            return Err(bad(format!(
-                "{part}: unknown part; send the file as a part named file"
-            )));
+        drop(field);
+        match form.next_field().await {
+            Ok(None) => {}
+            Ok(Some(extra)) => {
+                let part = extra.name().unwrap_or_default().to_string();
+                return Err(bad(format!(
+                    "{part}: unknown part; send the file as a part named file"
+                )));
+            }
+            Err(e) => return Err(bad(format!("file: {}", e.body_text()))),
         }
         (mime, fname)
     } else {

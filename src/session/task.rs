@@ -442,7 +442,18 @@ impl Task {
         }
     }
 
+    /// A pair-code request still waiting is answered, not dropped: its
+    /// client gets a 409 rather than a 503.
+    fn abandon_pair_code(&mut self) {
+        if let Some(reply) = self.pending_pair_code.take() {
+            let _ = reply.send(Err(SessionError::Busy(
+                "the session stopped before WhatsApp gave a pair code".into(),
+            )));
+        }
+    }
+
     async fn stop_link(&mut self) {
+        self.abandon_pair_code();
         self.ctx.webhooks.media().attach(self.name(), None);
         if let Some(mut link) = self.link.take() {
             link.stop().await;
@@ -620,6 +631,7 @@ impl Task {
             }
             WaEvent::LoggedOut { reason } => {
                 info!(session = self.name(), reason, "logged out by WhatsApp");
+                self.abandon_pair_code();
                 self.ctx.webhooks.media().attach(self.name(), None);
                 if let Some(mut link) = self.link.take() {
                     link.stop().await;

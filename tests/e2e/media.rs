@@ -488,6 +488,37 @@ async fn bad_media_input_gets_a_4xx_naming_the_field() {
         let text = error_text(&v).unwrap_or_default();
         assert!(text.starts_with(field), "{body}: {text}");
     }
+    // Multipart: only one part, named file, not empty.
+    for (form, field) in [
+        (
+            reqwest::multipart::Form::new()
+                .part(
+                    "file",
+                    reqwest::multipart::Part::bytes(b"abc".to_vec()).file_name("a"),
+                )
+                .text("caption", "x"),
+            "caption",
+        ),
+        (reqwest::multipart::Form::new().text("other", "x"), "other"),
+        (
+            reqwest::multipart::Form::new().part(
+                "file",
+                reqwest::multipart::Part::bytes(Vec::new()).file_name("a"),
+            ),
+            "file",
+        ),
+    ] {
+        let r = bridge
+            .http
+            .post(format!("{}/v1/sessions/b1/media", bridge.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{field}");
+        let v: Value = r.json().await.unwrap();
+        assert!(error_text(&v).unwrap_or_default().starts_with(field), "{v}");
+    }
     // A raw upload over the limit.
     let r = bridge
         .http
