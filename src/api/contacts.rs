@@ -89,15 +89,31 @@ pub async fn check(
     Ok(axum::Json(json!({ "results": results })).into_response())
 }
 
+/// Asks WhatsApp for a contact's online and last-seen updates, posted as
+/// `presence` events to sessions that subscribe to them.
+pub async fn subscribe(
+    State(m): Shared,
+    Path((n, c)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let n = name(&n)?;
+    let jid = contact(&c)?;
+    m.act(n, ChatAction::Subscribe { jid: jid.clone() }).await?;
+    Ok(axum::Json(json!({ "jid": jid, "subscribed": true })).into_response())
+}
+
+fn contact(c: &str) -> Result<String, ApiError> {
+    crate::whatsapp::parse_recipient(c)
+        .map(|j| j.to_string())
+        .map_err(|_| bad(format!("contact: {c:?} is not a phone number or JID")))
+}
+
 /// A contact's profile: JID, LID, status text and profile picture URL.
 pub async fn profile(
     State(m): Shared,
     Path((n, c)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let n = name(&n)?;
-    let jid = crate::whatsapp::parse_recipient(&c)
-        .map(|j| j.to_string())
-        .map_err(|_| bad(format!("contact: {c:?} is not a phone number or JID")))?;
+    let jid = contact(&c)?;
     let ActionOutcome::Profile(p) = m.act(n, ChatAction::Profile { jid }).await? else {
         return Err(ApiError(
             StatusCode::BAD_GATEWAY,

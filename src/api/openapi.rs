@@ -446,6 +446,18 @@ pub fn endpoints() -> Vec<Endpoint> {
             post(super::contacts::check),
         ),
         ep(
+            "post",
+            "/v1/sessions/{name}/contacts/{contact}/subscribe",
+            "Receive a contact's online and last-seen updates (as presence events)",
+            None,
+            200,
+            Some(object(&[
+                ("jid", t("string")),
+                ("subscribed", t("boolean")),
+            ])),
+            post(super::contacts::subscribe),
+        ),
+        ep(
             "get",
             "/v1/sessions/{name}/contacts/{contact}",
             "A contact's profile: JID, LID, status text, profile picture URL",

@@ -26,6 +26,8 @@ pub enum ChatAction {
     Check { phones: Vec<String> },
     /// A contact's profile picture, status and LID.
     Profile { jid: String },
+    /// Ask WhatsApp for a contact's online and last-seen updates.
+    Subscribe { jid: String },
 }
 
 /// What an action answers.
@@ -134,6 +136,15 @@ impl Link {
                     }
                 }
                 Ok(ActionOutcome::Checked(out))
+            }
+            ChatAction::Subscribe { jid } => {
+                let jid = parse_recipient(&jid)?;
+                self.client
+                    .presence()
+                    .subscribe(jid)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                Ok(ActionOutcome::Done)
             }
             ChatAction::Profile { jid } => {
                 let jid = parse_recipient(&jid)?;

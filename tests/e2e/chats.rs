@@ -273,6 +273,28 @@ async fn calls_typing_number_changes_and_undecryptable_messages_are_posted() {
     let p = first(&rx, "c4", "presence").await;
     assert_eq!(p["payload"]["state"], "composing", "{p}");
     assert_eq!(p["payload"]["from"], format!("{CONTACT}@s.whatsapp.net"));
+    // Online and last seen, once subscribed to.
+    let r = bridge
+        .post(
+            &format!("/v1/sessions/c4/contacts/{CONTACT}/subscribe"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = admin_post(
+        &sim,
+        &format!("/contacts/{CONTACT}/presence"),
+        json!({"to": ME, "state": "unavailable", "last_seen": 1_763_700_000}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    let seen = eventually(Duration::from_secs(10), "last seen", || async {
+        rx.of("c4", "presence")
+            .into_iter()
+            .find(|e| e["payload"]["state"] == "unavailable")
+    })
+    .await;
+    assert_eq!(seen["payload"]["last_seen"], 1_763_700_000, "{seen}");
 
     let bad = contact_sends(
         &sim,

@@ -436,3 +436,99 @@ async fn a_contact_in_lid_mode_is_posted_with_phone_and_lid_and_answered() {
     }
     bridge.stop().await;
 }
+
+/// The Cloud API format carries locations, contact cards and reactions in
+/// its own shapes, and a poll as `unsupported`; the wapi format names the
+/// kind in `Type`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kinds_in_the_cloud_and_wapi_formats() {
+    let sim = sim().await;
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&sim, dir.path(), &StoreKind::Embedded)).await;
+    bridge
+        .link_with(
+            &sim,
+            json!({"session_id": "k1", "webhook_url": format!("{}k1", rx.url),
+                   "webhook_format": "cloud"}),
+            ME,
+        )
+        .await;
+    let cloud_message = |id: String| {
+        let rx = &rx;
+        async move {
+            eventually(Duration::from_secs(10), &format!("cloud {id}"), || async {
+                rx.deliveries().into_iter().find_map(|d| {
+                    let m = &d.body["entry"][0]["changes"][0]["value"]["messages"][0];
+                    (m["id"] == id.as_str()).then(|| m.clone())
+                })
+            })
+            .await
+        }
+    };
+    let ours = sends(&bridge, json!({"to": CONTACT, "text": "hello"})).await;
+    received(&sim, &ours).await;
+
+    let loc = contact_sends(
+        &sim,
+        CONTACT,
+        json!({"to": ME, "type": "location", "latitude": 1.5, "longitude": 2.5, "name": "Dock"}),
+    )
+    .await;
+    let m = cloud_message(loc).await;
+    assert_eq!(m["type"], "location", "{m}");
+    assert_eq!(m["location"]["latitude"], 1.5);
+    assert_eq!(m["location"]["name"], "Dock");
+
+    let cards = contact_sends(
+        &sim,
+        CONTACT,
+        json!({"to": ME, "type": "contacts", "contacts": [{"name": "Ana", "phones": ["+15550001234"]}]}),
+    )
+    .await;
+    let m = cloud_message(cards).await;
+    assert_eq!(m["type"], "contacts", "{m}");
+    assert_eq!(m["contacts"][0]["name"]["formatted_name"], "Ana");
+    assert_eq!(m["contacts"][0]["phones"][0]["phone"], "+15550001234");
+
+    let reaction = contact_sends(
+        &sim,
+        CONTACT,
+        json!({"to": ME, "type": "reaction", "message_id": ours, "emoji": "🙏"}),
+    )
+    .await;
+    let m = cloud_message(reaction).await;
+    assert_eq!(m["type"], "reaction", "{m}");
+    assert_eq!(m["reaction"]["message_id"], ours.as_str());
+    assert_eq!(m["reaction"]["emoji"], "🙏");
+
+    let poll = contact_sends(
+        &sim,
+        CONTACT,
+        json!({"to": ME, "type": "poll", "question": "?", "options": ["a", "b"]}),
+    )
+    .await;
+    assert_eq!(cloud_message(poll).await["type"], "unsupported");
+
+    // The same session switched to wapi's format.
+    let r = bridge
+        .api
+        .patch("/v1/sessions/k1", json!({"webhook_format": "wapi"}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let loc = contact_sends(
+        &sim,
+        CONTACT,
+        json!({"to": ME, "type": "location", "latitude": 3.0, "longitude": 4.0}),
+    )
+    .await;
+    let body = eventually(Duration::from_secs(10), "wapi body", || async {
+        rx.deliveries()
+            .into_iter()
+            .map(|d| d.body)
+            .find(|b| b["Info"]["Id"] == loc.as_str())
+    })
+    .await;
+    assert_eq!(body["Type"], "location", "{body}");
+    bridge.stop().await;
+}

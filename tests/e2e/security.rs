@@ -511,6 +511,7 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
         ("post", "/v1/sessions/{name}/presence"),
         ("post", "/v1/sessions/{name}/contacts/check"),
         ("get", "/v1/sessions/{name}/contacts/{contact}"),
+        ("post", "/v1/sessions/{name}/contacts/{contact}/subscribe"),
         ("post", "/v1/sessions/{name}/media"),
         ("get", "/v1/media/{media_id}"),
         ("get", "/v1/media/{media_id}/file"),
