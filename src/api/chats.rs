@@ -2,11 +2,13 @@
 //! presence.
 
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, Body, Shared, bad, name};
+use crate::session::SessionError;
 use crate::whatsapp::ChatAction;
 
 /// A chat in a path: a phone number or a JID.
@@ -17,13 +19,20 @@ pub fn chat(c: &str) -> Result<String, ApiError> {
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[schemars(extend("oneOf" = [{"required": ["ids"]}, {"required": ["up_to"]}]))]
 pub struct ReadReq {
     /// Ids of messages of this chat to mark read (at most 1,000).
+    #[serde(default)]
     #[schemars(
         length(min = 1, max = 1000),
         inner(regex(pattern = r"^[A-Za-z0-9._-]{1,128}$"))
     )]
-    ids: Vec<String>,
+    ids: Option<Vec<String>>,
+    /// Or: every message received in this chat up to and including this
+    /// one, since the bridge started, that is not read yet.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
+    up_to: Option<String>,
 }
 
 /// Marks messages read: the sender sees blue ticks.
@@ -34,26 +43,42 @@ pub async fn read(
 ) -> Result<Response, ApiError> {
     let n = name(&n)?;
     let chat = chat(&c)?;
-    if req.ids.is_empty() || req.ids.len() > 1000 {
+    let ids = match (req.ids, req.up_to) {
+        (Some(ids), None) => ids,
+        (None, Some(id)) => {
+            super::messages::check_id(&id, "up_to")?;
+            m.view(n)?;
+            let count = m.read_up_to(n, &chat, &id).await.map_err(|e| match e {
+                SessionError::UnknownMessage(_) => ApiError(
+                    StatusCode::NOT_FOUND,
+                    format!("up_to: no unread message {id} in this chat"),
+                ),
+                e => e.into(),
+            })?;
+            return Ok(axum::Json(json!({"chat": chat, "read": count})).into_response());
+        }
+        _ => return Err(bad("ids, up_to: give exactly one of them")),
+    };
+    if ids.is_empty() || ids.len() > 1000 {
         return Err(bad("ids: 1 to 1,000 message ids"));
     }
-    for (i, id) in req.ids.iter().enumerate() {
+    for (i, id) in ids.iter().enumerate() {
         super::messages::check_id(id, &format!("ids[{i}]"))?;
     }
     // In a group, receipts name who wrote each message: the remembered
     // sender of the first one (WhatsApp groups receipts per sender).
     let sender = if chat.ends_with("@g.us") {
-        m.remembered(n, &req.ids[0]).await.ok().map(|r| r.sender)
+        m.remembered(n, &ids[0]).await.ok().map(|r| r.sender)
     } else {
         None
     };
-    let count = req.ids.len();
+    let count = ids.len();
     m.act(
         n,
         ChatAction::Read {
             chat: chat.clone(),
             sender,
-            ids: req.ids,
+            ids,
         },
     )
     .await?;

@@ -341,6 +341,21 @@ impl Manager {
             .await?
     }
 
+    /// Marks read every unread incoming message of `chat` up to `id`.
+    pub async fn read_up_to(
+        &self,
+        name: &str,
+        chat: &str,
+        id: &str,
+    ) -> Result<usize, SessionError> {
+        self.command(name, |reply| Command::ReadUpTo {
+            chat: chat.to_string(),
+            id: id.to_string(),
+            reply,
+        })
+        .await?
+    }
+
     /// A message this session sent or received, remembered by its id.
     pub async fn remembered(&self, name: &str, id: &str) -> Result<MessageRecord, SessionError> {
         self.store

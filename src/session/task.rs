@@ -19,6 +19,14 @@ use crate::whatsapp::{
 
 type Reply<T> = oneshot::Sender<Result<T, SessionError>>;
 
+/// Incoming messages not marked read yet, per chat, oldest first: what
+/// "read up to this id" covers. In memory (a restart starts it afresh) and
+/// bounded per chat.
+type Unread =
+    Arc<std::sync::Mutex<std::collections::HashMap<String, std::collections::VecDeque<String>>>>;
+
+const MAX_UNREAD_PER_CHAT: usize = 1000;
+
 /// What can be asked of a session's task.
 pub enum Command {
     Start,
@@ -58,6 +66,12 @@ pub enum Command {
         action: ChatAction,
         reply: Reply<ActionOutcome>,
     },
+    /// Marks read every unread incoming message of `chat` up to `id`.
+    ReadUpTo {
+        chat: String,
+        id: String,
+        reply: Reply<usize>,
+    },
     /// The periodic connection checkout.
     Check,
     Delete(Reply<()>),
@@ -86,6 +100,7 @@ struct Task {
     /// Events the store could not take yet (it was unreachable), oldest
     /// first, each under the id it keeps until it is queued.
     unsent: std::collections::VecDeque<(String, EventKind, serde_json::Value)>,
+    unread: Unread,
 }
 
 /// Events kept while the store is unreachable; beyond this the oldest go
@@ -102,6 +117,7 @@ pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedRece
         down_since: None,
         gave_back: Arc::new(AtomicBool::new(false)),
         unsent: std::collections::VecDeque::new(),
+        unread: Unread::default(),
     };
     t.ctx.webhooks.set_subscription(&t.rec.name, &t.rec.webhook);
     loop {
@@ -327,10 +343,17 @@ impl Task {
                 self.check().await;
             }
             Command::Act { action, reply } => {
+                if let ChatAction::Read { chat, ids, .. } = &action {
+                    self.forget_unread(chat, |id| ids.contains(id));
+                }
                 let r = match self.working_link() {
                     Ok(link) => link.act(action).await.map_err(send_error),
                     Err(e) => Err(e),
                 };
+                let _ = reply.send(r);
+            }
+            Command::ReadUpTo { chat, id, reply } => {
+                let r = self.read_up_to(chat, id).await;
                 let _ = reply.send(r);
             }
             Command::Delete(reply) => {
@@ -420,6 +443,7 @@ impl Task {
                 webhooks: self.ctx.webhooks.downgrade(),
                 view: self.ctx.view.clone(),
                 gave_back: self.gave_back.clone(),
+                unread: self.unread.clone(),
             }),
         };
         match Link::start(opts).await {
@@ -440,6 +464,47 @@ impl Task {
                 self.set_status(Status::Failed, Some("start_failed")).await;
             }
         }
+    }
+
+    fn forget_unread(&self, chat: &str, read: impl Fn(&String) -> bool) {
+        let mut unread = self.unread.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = unread.get_mut(chat) {
+            list.retain(|id| !read(id));
+        }
+    }
+
+    /// Reads every unread message of the chat up to and including `id`.
+    async fn read_up_to(&mut self, chat: String, id: String) -> Result<usize, SessionError> {
+        let link = self.working_link()?;
+        let ids: Vec<String> = {
+            let unread = self.unread.lock().unwrap_or_else(|p| p.into_inner());
+            let list = unread.get(&chat);
+            let at = list
+                .and_then(|l| l.iter().position(|x| *x == id))
+                .ok_or_else(|| SessionError::UnknownMessage(id.clone()))?;
+            list.map(|l| l.iter().take(at + 1).cloned().collect())
+                .unwrap_or_default()
+        };
+        let sender = if chat.ends_with("@g.us") {
+            self.ctx
+                .store
+                .message_get(self.name(), &id)
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.sender)
+        } else {
+            None
+        };
+        let count = ids.len();
+        let action = ChatAction::Read {
+            chat: chat.clone(),
+            sender,
+            ids: ids.clone(),
+        };
+        link.act(action).await.map_err(send_error)?;
+        self.forget_unread(&chat, |x| ids.contains(x));
+        Ok(count)
     }
 
     /// A pair-code request still waiting is answered, not dropped: its
@@ -728,6 +793,7 @@ struct SessionInbox {
     /// Set when a batch was given back unacknowledged: WhatsApp redelivers
     /// it only on a new connection, which the checkout then makes.
     gave_back: Arc<AtomicBool>,
+    unread: Unread,
 }
 
 impl SessionInbox {
@@ -768,6 +834,16 @@ impl SessionInbox {
             }
             if m.from_me {
                 continue;
+            }
+            if m.change == Change::Message && !matches!(m.kind, "reaction" | "poll_vote") {
+                let mut unread = self.unread.lock().unwrap_or_else(|p| p.into_inner());
+                let chat = unread.entry(m.chat.clone()).or_default();
+                if !chat.contains(&m.id) {
+                    if chat.len() >= MAX_UNREAD_PER_CHAT {
+                        chat.pop_front();
+                    }
+                    chat.push_back(m.id.clone());
+                }
             }
             committed += 1;
             let stanza = m.edit_id.as_deref().unwrap_or(&m.id);

@@ -69,6 +69,38 @@ async fn read_receipts_typing_and_presence_reach_whatsapp() {
         );
     }
 
+    // All up to an id: the two later messages, not the ones read above.
+    let c = contact_sends(&sim, CONTACT, json!({"to": ME, "text": "three"})).await;
+    let d = contact_sends(&sim, CONTACT, json!({"to": ME, "text": "four"})).await;
+    event_of(&rx, &d, Duration::from_secs(10)).await;
+    let v = ok(bridge
+        .post(
+            &format!("/v1/sessions/c1/chats/{CONTACT}/read"),
+            json!({"up_to": d}),
+        )
+        .await)
+    .await;
+    assert_eq!(v["read"], 2, "{v}");
+    eventually(Duration::from_secs(10), "read up to", || async {
+        let r = admin_get(&sim, &format!("/contacts/{CONTACT}/receipts")).await;
+        let list = r["receipts"].as_array().cloned().unwrap_or_default();
+        [&c, &d]
+            .iter()
+            .all(|id| {
+                list.iter()
+                    .any(|r| r["id"] == id.as_str() && r["type"] == "read")
+            })
+            .then_some(())
+    })
+    .await;
+    let r = bridge
+        .post(
+            &format!("/v1/sessions/c1/chats/{CONTACT}/read"),
+            json!({"up_to": d}),
+        )
+        .await;
+    assert_eq!(r.status(), 404, "nothing unread up to it any more");
+
     for state in ["composing", "recording", "paused"] {
         ok(bridge
             .post(
