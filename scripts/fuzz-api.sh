@@ -32,5 +32,5 @@ for _ in $(seq 100); do
 done
 curl -sf -XPOST "$A/scan" -H 'content-type: application/json' \
   -d "{\"qr\":\"$code\",\"phone\":\"15550001111\"}" > /dev/null
-st run "$B/v1/openapi.json" -H "X-Api-Key: $key" --checks all --exclude-checks ignored_auth \
+st --config-file scripts/schemathesis.toml run "$B/v1/openapi.json" -H "X-Api-Key: $key" --checks all --exclude-checks ignored_auth \
   -n "${EXAMPLES:-30}" -w 2 "$@"
