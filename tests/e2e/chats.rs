@@ -214,6 +214,12 @@ async fn number_checks_and_contact_profiles() {
     assert_eq!(results[0]["exists"], true, "a linked account: {v}");
     assert_eq!(results[0]["jid"], format!("{other}@s.whatsapp.net"));
     assert_eq!(results[1]["exists"], true, "a contact: {v}");
+    assert!(
+        results[1]["lid"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("@lid")),
+        "its LID: {v}"
+    );
     assert_eq!(results[2]["exists"], false, "an absent number: {v}");
     assert!(results[2]["jid"].is_null());
 
