@@ -53,6 +53,9 @@ pub struct Metrics {
     pub messages_received: prometheus::IntCounter,
     pub messages_sent: prometheus::IntCounter,
     pub reconnects: prometheus::IntCounter,
+    /// Commits of incoming messages the store refused (each is retried,
+    /// then the batch goes back to WhatsApp unacknowledged).
+    pub commit_failures: prometheus::IntCounter,
     /// By outcome: delivered, retried, dead.
     pub deliveries: prometheus::IntCounterVec,
     /// From an event's creation to its delivery.
@@ -80,6 +83,10 @@ impl Metrics {
             reconnects: counter(
                 "wapi_reconnects_total",
                 "Connections made again after a drop",
+            ),
+            commit_failures: counter(
+                "wapi_inbound_commit_failures_total",
+                "Attempts to commit incoming messages that the store refused",
             ),
             deliveries: IntCounterVec::new(
                 Opts::new(
@@ -116,6 +123,7 @@ impl Metrics {
             Box::new(m.messages_received.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.messages_sent.clone()),
             Box::new(m.reconnects.clone()),
+            Box::new(m.commit_failures.clone()),
             Box::new(m.deliveries.clone()),
             Box::new(m.delivery_latency.clone()),
             Box::new(m.sessions.clone()),

@@ -797,6 +797,12 @@ struct SessionInbox {
 }
 
 impl SessionInbox {
+    fn count_failure(&self) {
+        if let Some(w) = self.webhooks.upgrade() {
+            w.metrics().commit_failures.inc();
+        }
+    }
+
     async fn commit_once(&self, messages: &[IncomingMessage]) -> Result<(), CommitError> {
         let (name, sub, account) = {
             let v = self.view.read().unwrap_or_else(|p| p.into_inner());
@@ -905,8 +911,12 @@ impl Inbox for SessionInbox {
                 Ok(()) => return Ok(()),
                 Err(CommitError::Closing) => return Err("the bridge is shutting down".into()),
                 Err(CommitError::Other(e)) => e,
-                Err(CommitError::Store(e @ crate::store::StoreError::Corrupt(_))) => e.to_string(),
+                Err(CommitError::Store(e @ crate::store::StoreError::Corrupt(_))) => {
+                    self.count_failure();
+                    e.to_string()
+                }
                 Err(CommitError::Store(e)) if tokio::time::Instant::now() < deadline => {
+                    self.count_failure();
                     warn!(
                         "cannot commit {} incoming message(s), retrying: {e}",
                         messages.len()
@@ -915,7 +925,10 @@ impl Inbox for SessionInbox {
                     pause = (pause * 2).min(std::time::Duration::from_secs(1));
                     continue;
                 }
-                Err(CommitError::Store(e)) => e.to_string(),
+                Err(CommitError::Store(e)) => {
+                    self.count_failure();
+                    e.to_string()
+                }
             };
             self.gave_back.store(true, Ordering::SeqCst);
             let name = self.view.read().map(|v| v.name.clone()).unwrap_or_default();

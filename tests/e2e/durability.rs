@@ -33,9 +33,18 @@ async fn a_message_that_cannot_be_stored_is_redelivered_by_whatsapp() {
             .map(|d| d.queue.iter().any(|n| n.tag == "message"))
             .unwrap_or(false)
     };
-    // Give the hook its attempt (it fails on the dead store), then check the
-    // simulator still holds the message as unacknowledged.
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    // Once the hook has tried and failed on the dead store, the simulator
+    // still holds the message as unacknowledged.
+    eventually(Duration::from_secs(10), "a failed commit", || async {
+        let text = bridge
+            .get("/metrics")
+            .await
+            .text()
+            .await
+            .unwrap_or_default();
+        (metric(&parse_metrics(&text), "wapi_inbound_commit_failures_total") >= 1.0).then_some(())
+    })
+    .await;
     assert!(
         queued(),
         "the message was acknowledged without being stored"
