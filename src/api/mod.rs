@@ -238,30 +238,6 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-/// An event kind's name (documentation of `webhook_events`).
-#[derive(schemars::JsonSchema)]
-#[allow(dead_code)]
-enum EventName {
-    #[serde(rename = "message")]
-    Message,
-    #[serde(rename = "message.status")]
-    MessageStatus,
-    #[serde(rename = "message.edited")]
-    MessageEdited,
-    #[serde(rename = "message.revoked")]
-    MessageRevoked,
-    #[serde(rename = "message.undecryptable")]
-    MessageUndecryptable,
-    #[serde(rename = "session.status")]
-    SessionStatus,
-    #[serde(rename = "call")]
-    Call,
-    #[serde(rename = "contact.number_changed")]
-    ContactNumberChanged,
-    #[serde(rename = "presence")]
-    Presence,
-}
-
 /// The webhook settings a register, create or patch body may carry. An
 /// absent field leaves the setting alone; `null` (or "") clears it.
 #[derive(Deserialize, Default, schemars::JsonSchema)]
@@ -280,7 +256,7 @@ struct WebhookFields {
     webhook_secret: Option<Option<String>>,
     /// Any of the event kinds; null means all but presence.
     #[serde(default, deserialize_with = "present")]
-    #[schemars(with = "Option<Vec<EventName>>")]
+    #[schemars(with = "Option<Vec<crate::webhook::EventKind>>")]
     webhook_events: Option<Option<Vec<String>>>,
     /// How media events carry their file: url (default) or base64 (inline
     /// as well).

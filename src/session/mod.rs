@@ -4,6 +4,7 @@
 //! session's state; everyone else sends it a [`Command`] and reads the
 //! published [`SessionView`].
 
+mod inbox;
 mod task;
 
 use std::collections::HashMap;

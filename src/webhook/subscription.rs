@@ -63,7 +63,7 @@ impl MediaInline {
 }
 
 /// The kinds of webhook events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum EventKind {
     #[serde(rename = "message")]
     Message,
