@@ -96,6 +96,8 @@ pub fn router() -> Router<Arc<World>> {
         .route("/admin/media/certificate", get(media_certificate))
         // Receipts, chat states, presence, calls, number changes, profiles.
         .merge(crate::chat_admin::router())
+        // Groups: create, inspect, change, faults.
+        .merge(crate::group_admin::router())
 }
 
 async fn health() -> axum::Json<Value> {
@@ -184,7 +186,11 @@ async fn contact_send(
 ) -> Result<Response, AdminError> {
     let undecryptable = req.undecryptable;
     let from = phone(&from, "phone")?;
-    let to = phone(&req.to, "to")?;
+    // An account's number, or a group's JID (`ID@g.us`).
+    let to = match crate::groups::parse_id(&req.to).filter(|_| req.to.contains('@')) {
+        Some(id) => format!("{id}@{}", crate::groups::GROUP_SERVER),
+        None => phone(&req.to, "to")?,
+    };
     let send = send_kind(&w, &from, &to, req);
     let id = if undecryptable {
         crate::chat::undecryptable(send).await
@@ -241,6 +247,10 @@ fn compose_error(e: ComposeError) -> AdminError {
         ComposeError::Bad(m) => bad(m),
         ComposeError::Send(SendError::NoAccount(a)) => {
             not_found(format!("to: {a} is not an account"))
+        }
+        ComposeError::Send(SendError::NoGroup(g)) => not_found(format!("to: no group {g}")),
+        ComposeError::Send(SendError::Refused(m)) => {
+            AdminError(StatusCode::FORBIDDEN, format!("to: {m}"))
         }
         ComposeError::Send(SendError::Sim(e)) => {
             AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())

@@ -97,6 +97,8 @@ impl Fields {
 fn send_error(e: SendError) -> AdminError {
     match e {
         SendError::NoAccount(a) => not_found(format!("to: {a} is not an account")),
+        SendError::NoGroup(g) => not_found(format!("to: no group {g}")),
+        SendError::Refused(m) => AdminError(StatusCode::FORBIDDEN, format!("to: {m}")),
         SendError::Sim(e) => AdminError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -139,7 +141,13 @@ async fn get_profile(State(w): Shared, Path(p): Path<String>) -> Result<Response
     Ok(profile_json(&w, &p))
 }
 
-const PROFILE_FIELDS: [&str; 4] = ["on_whatsapp", "status", "picture", "lid_mode"];
+const PROFILE_FIELDS: [&str; 5] = [
+    "on_whatsapp",
+    "status",
+    "picture",
+    "lid_mode",
+    "refuse_with",
+];
 
 async fn set_profile(
     State(w): Shared,
@@ -156,11 +164,16 @@ async fn set_profile(
         },
         picture: f.boolean("picture")?,
         lid_mode: f.boolean("lid_mode")?,
+        refuse_with: match f.0.get("refuse_with") {
+            None => None,
+            Some(_) => Some(f.string("refuse_with")?.map(str::to_string)),
+        },
     };
     if update.on_whatsapp.is_none()
         && update.status.is_none()
         && update.picture.is_none()
         && update.lid_mode.is_none()
+        && update.refuse_with.is_none()
     {
         return Err(bad(format!(
             "body: expected at least one of {}",

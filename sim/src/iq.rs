@@ -18,14 +18,14 @@ fn attr(node: &Node, key: &str) -> Option<String> {
     node.attrs.get(key).map(|v| v.as_str().into_owned())
 }
 
-fn bytes(node: Option<&Node>) -> &[u8] {
+pub(crate) fn bytes(node: Option<&Node>) -> &[u8] {
     match node.and_then(|n| n.content.as_ref()) {
         Some(NodeContent::Bytes(b)) => b,
         _ => &[],
     }
 }
 
-fn be_uint(b: &[u8]) -> u32 {
+pub(crate) fn be_uint(b: &[u8]) -> u32 {
     b.iter().fold(0u32, |acc, x| (acc << 8) | u32::from(*x))
 }
 
@@ -139,6 +139,7 @@ pub async fn handle(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: &N
         "usync" => crate::lookups::usync(world, &id, node),
         "w:profile:picture" => crate::lookups::profile_picture(world, &id, &kind, node),
         "w:sync:app:state" => app_state(&id, node),
+        "w:g2" => crate::group_iq::handle(world, phone, &id, &kind, node),
         "urn:xmpp:whatsapp:dirty" => result(&id),
         "w:m" if node.get_optional_child("media_conn").is_some() => {
             crate::media::media_conn(world, &id)
@@ -252,7 +253,7 @@ fn with_device(world: &World, phone: &str, device: u16, f: impl FnOnce(&mut crat
     }
 }
 
-fn parse_skey(skey: Option<&Node>) -> Option<SignedPreKey> {
+pub(crate) fn parse_skey(skey: Option<&Node>) -> Option<SignedPreKey> {
     let skey = skey?;
     Some(SignedPreKey {
         id: be_uint(bytes(skey.get_optional_child("id"))),

@@ -26,6 +26,11 @@ mod chat;
 mod chat_admin;
 mod conn;
 mod error;
+mod group_admin;
+mod group_iq;
+mod group_messages;
+mod group_wire;
+mod groups;
 mod iq;
 mod kinds;
 mod lids;
@@ -36,6 +41,7 @@ mod media_retry;
 mod noise;
 mod pairing;
 mod routing;
+mod sender_keys;
 mod signal;
 mod stanza;
 mod world;
@@ -56,6 +62,8 @@ pub use chat::{
     ReceiptRecord,
 };
 pub use error::SimError;
+pub use group_wire::{GroupView, ParticipantView};
+pub use groups::{Addressing, NewGroup, Role};
 pub use kinds::{Card, Compose, ComposeError};
 pub use lookups::{Profile, ProfileUpdate};
 pub use media::MediaStats;
@@ -337,6 +345,28 @@ impl SimHandle {
         new_phone: &str,
     ) -> Result<(), SendError> {
         chat::contact_change_number(&self.world, from, to, new_phone)
+    }
+
+    /// Every group, oldest first (`GET /admin/groups`).
+    pub fn groups(&self) -> Vec<GroupView> {
+        let all = self.world.groups.all();
+        all.iter()
+            .map(|g| group_wire::view(&self.world, g))
+            .collect()
+    }
+
+    /// A group by id, with or without `@g.us` (`GET /admin/groups/{id}`).
+    pub fn group(&self, id: &str) -> Option<GroupView> {
+        let g = self.world.groups.get(id)?;
+        Some(group_wire::view(&self.world, &g))
+    }
+
+    /// `creator` (any number: a contact or an account) creates a group
+    /// (`POST /admin/groups`); every member's devices are told. Numbers not
+    /// on WhatsApp are left out. Refusals carry WhatsApp's code and text.
+    pub fn create_group(&self, creator: &str, new: NewGroup) -> Result<GroupView, String> {
+        let (g, _) = groups::create(&self.world, creator, new).map_err(|r| r.to_string())?;
+        Ok(group_wire::view(&self.world, &g))
     }
 
     /// Stops serving and waits for the server task.

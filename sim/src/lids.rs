@@ -89,13 +89,21 @@ pub fn addressed(world: &World, jid: &str) -> Option<(DeviceAddr, bool)> {
     Some((addr, is_lid(jid)))
 }
 
-/// `from` (and `sender_pn` for a LID sender) of a message stanza that an
-/// endpoint sends.
-pub fn sender_attrs(from_phone: &str, from_lid: Option<&str>) -> Vec<(&'static str, String)> {
+/// `from` of a message stanza that an endpoint sends, and the sender's
+/// other address as WhatsApp adds it: `sender_pn` for a LID sender,
+/// `sender_lid` for a phone-number sender (so clients learn who is who).
+pub fn sender_attrs(
+    world: &World,
+    from_phone: &str,
+    from_lid: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let pn = format!("{from_phone}@{SERVER}");
     match from_lid {
         Some(lid) => vec![("from", lid_jid(lid)), ("sender_pn", pn)],
-        None => vec![("from", pn)],
+        None => match revealed(world, from_phone) {
+            Some(lid) => vec![("from", pn), ("sender_lid", lid)],
+            None => vec![("from", pn)],
+        },
     }
 }
 

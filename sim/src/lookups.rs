@@ -31,6 +31,9 @@ pub struct Profile {
     pub picture: bool,
     /// Whether it sends its messages from its LID (see [`crate::lids`]).
     pub lid_mode: bool,
+    /// A fault: the server refuses messages to this number, answering the
+    /// sender's stanza with a nack carrying this error code (e.g. "463").
+    pub refuse_with: Option<String>,
     /// The picture's numeric id (changes each time one is set).
     #[serde(skip)]
     picture_id: u64,
@@ -43,6 +46,7 @@ impl Default for Profile {
             status: None,
             picture: false,
             lid_mode: false,
+            refuse_with: None,
             picture_id: 0,
         }
     }
@@ -56,6 +60,7 @@ pub struct ProfileUpdate {
     pub status: Option<Option<String>>,
     pub picture: Option<bool>,
     pub lid_mode: Option<bool>,
+    pub refuse_with: Option<Option<String>>,
 }
 
 /// Every number's profile.
@@ -92,6 +97,9 @@ impl Profiles {
         }
         if let Some(status) = u.status {
             p.status = status;
+        }
+        if let Some(code) = u.refuse_with {
+            p.refuse_with = code;
         }
         if let Some(picture) = u.picture {
             if picture && !p.picture {

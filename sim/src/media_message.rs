@@ -194,7 +194,7 @@ pub async fn contact_send_media(
     media: ContactMedia,
     push_name: Option<&str>,
 ) -> Result<String, SendError> {
-    if world.companions(to).is_none() {
+    if world.companions(to).is_none() && !crate::groups::is_group_jid(to) {
         return Err(SendError::NoAccount(to.to_string()));
     }
     let media_type = media.kind.media_type();

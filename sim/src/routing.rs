@@ -94,6 +94,7 @@ pub async fn send_from_endpoint(
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut msg = NodeBuilder::new("message")
         .attrs(crate::lids::sender_attrs(
+            world,
             from_phone,
             env.from_lid.as_deref(),
         ))
@@ -132,6 +133,11 @@ fn enc_node(kind: EncType, ct: Vec<u8>, mediatype: Option<&str>) -> Node {
 pub enum SendError {
     #[error("{0} is not an account")]
     NoAccount(String),
+    #[error("no group {0}")]
+    NoGroup(String),
+    /// WhatsApp would not take it (not a member, announcement group).
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Sim(#[from] SimError),
 }
@@ -172,6 +178,9 @@ pub async fn contact_send_message_with_id(
     push_name: Option<&str>,
     id: String,
 ) -> Result<String, SendError> {
+    if crate::groups::is_group_jid(to) {
+        return crate::group_messages::contact_send(world, from, to, message, push_name, id).await;
+    }
     let devices = world
         .companions(to)
         .ok_or_else(|| SendError::NoAccount(to.to_string()))?;
@@ -355,7 +364,7 @@ pub async fn route_from_device(world: &Arc<World>, out: Outgoing) {
 /// What a contact's inbox keeps of a message: texts, the other message
 /// kinds (see [`crate::kinds::read`]), and media with the file downloaded
 /// and checked. Protocol messages it has no use for are not kept.
-async fn inbox_entry(
+pub(crate) async fn inbox_entry(
     world: &World,
     endpoint: &Endpoint,
     plain: &[u8],
@@ -371,6 +380,8 @@ async fn inbox_entry(
         to: chat.to_string(),
         kind: "text".into(),
         timestamp: t,
+        // A message to a group is kept with the group's JID.
+        group: crate::groups::is_group_jid(chat).then(|| chat.to_string()),
         ..Default::default()
     };
     let kept = crate::kinds::read(endpoint, &message, &mut entry)

@@ -183,6 +183,8 @@ pub struct Peer {
     sessions: Sessions,
     signed_prekey: SignedPreKey,
     next_prekey_id: u32,
+    /// Group chains (see [`crate::sender_keys`]).
+    pub(crate) sender_keys: crate::sender_keys::SenderKeys,
 }
 
 /// The address of a device as the peer's own stores name it.
@@ -223,6 +225,7 @@ impl Peer {
                 signature: signature.to_vec(),
             },
             next_prekey_id: 1,
+            sender_keys: Default::default(),
         })
     }
 

@@ -158,7 +158,7 @@ pub async fn handle(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: No
     match node.tag.as_ref() {
         "iq" => iq::handle(world, peer, conn, &node).await,
         "message" => on_message(world, peer, conn, node).await,
-        "receipt" => on_receipt(world, peer, conn, &node),
+        "receipt" => on_receipt(world, peer, conn, &node).await,
         "ack" => on_ack(world, peer, &node),
         "chatstate" | "presence" | "call" => {
             if let Peer::Device { phone, device } = peer {
@@ -191,7 +191,7 @@ fn on_ack(world: &World, peer: &Peer, node: &Node) {
 
 /// A device's receipt: it acknowledges what we delivered, and is passed on
 /// to the sender when the sender is a real device.
-fn on_receipt(world: &World, peer: &Peer, conn: &ConnHandle, node: &Node) {
+async fn on_receipt(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: &Node) {
     let Peer::Device { phone, device } = peer else {
         return;
     };
@@ -210,6 +210,11 @@ fn on_receipt(world: &World, peer: &Peer, conn: &ConnHandle, node: &Node) {
     // A delivery receipt (no type, or "inactive") ends our delivery duty;
     // any receipt for a message we delivered does too.
     world.acknowledge(phone, *device, "message", &ids);
+    if crate::groups::is_group_jid(&to) {
+        // Retries, delivery and read receipts of group messages.
+        crate::group_messages::on_receipt(world, phone, *device, node).await;
+        return;
+    }
     if kind.as_deref() == Some("server-error") {
         // A media download failed: ask the sender's phone for a re-upload.
         crate::media_retry::on_server_error(world, phone, *device, node);
@@ -265,14 +270,25 @@ async fn on_message(world: &Arc<World>, peer: &Peer, conn: &ConnHandle, node: No
     };
     let id = attr(&node, "id").unwrap_or_default();
     let to = attr(&node, "to").unwrap_or_default();
-    conn.send(
-        NodeBuilder::new("ack")
-            .attr("class", "message")
-            .attr("id", id.as_str())
-            .attr("from", to.as_str())
-            .attr("t", now_secs().to_string())
-            .build(),
-    );
+    // A number the admin made refuse messages: the server nacks the
+    // stanza and delivers nothing.
+    let refused = iq::resolve(world, &to).and_then(|a| world.profiles.get(&a.phone).refuse_with);
+    let mut ack = NodeBuilder::new("ack")
+        .attr("class", "message")
+        .attr("id", id.as_str())
+        .attr("from", to.as_str())
+        .attr("t", now_secs().to_string());
+    if let Some(code) = &refused {
+        ack = ack.attr("error", code.as_str());
+    }
+    conn.send(ack.build());
+    if refused.is_some() {
+        return;
+    }
+    if crate::groups::is_group_jid(&to) {
+        crate::group_messages::from_device(world, phone, *device, &node).await;
+        return;
+    }
     let mut copies = Vec::new();
     let mut push_copy = |jid: Option<String>, enc: &Node| {
         // A PN or LID device JID.

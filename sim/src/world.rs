@@ -98,6 +98,9 @@ pub struct InboxMessage {
     /// Why the file could not be downloaded or decrypted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_error: Option<String>,
+    /// The group JID of a message sent to a group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// The device addressed the message to the contact's LID (shown only
     /// when true).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -216,6 +219,8 @@ pub struct World {
     pub chat: crate::chat::ChatStore,
     /// How lookups answer for each number (own lock).
     pub profiles: crate::lookups::Profiles,
+    /// Groups and the sender keys of their simulated members (own lock).
+    pub groups: crate::groups::Groups,
 }
 
 /// Counters for the benchmark and health checks.
@@ -244,6 +249,7 @@ impl World {
             media: MediaStore::new(),
             chat: Default::default(),
             profiles: Default::default(),
+            groups: Default::default(),
         }
     }
 

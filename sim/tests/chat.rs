@@ -169,7 +169,7 @@ async fn lookups_answer_from_each_numbers_profile() {
     assert_eq!(
         json,
         json!({"phone": ABSENT, "on_whatsapp": false, "status": null, "picture": false,
-               "lid_mode": false, "lid": null})
+               "lid_mode": false, "refuse_with": null, "lid": null})
     );
     let json = set(CONTACT, json!({"status": "Busy building", "picture": true})).await;
     assert_eq!(json["status"], "Busy building");

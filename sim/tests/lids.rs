@@ -104,7 +104,9 @@ fn assert_sender(got: &InboundMessage, phone: &str, lid: Option<&Jid>) {
         }
         None => {
             assert_eq!(s.sender, jid(phone), "{s:?}");
-            assert_eq!(s.sender_alt, None, "{s:?}");
+            // WhatsApp names the sender's LID beside its number
+            // (`sender_lid`), as the simulator does.
+            assert!(s.sender_alt.as_ref().is_some_and(|a| a.is_lid()), "{s:?}");
         }
     }
 }
@@ -510,4 +512,44 @@ async fn the_lid_mode_field_is_checked() {
     )
     .await;
     assert_eq!(status, 404, "{json}");
+}
+
+/// A contact writing from its number names its LID too (`sender_lid`), so
+/// the client learns the mapping; a number the admin made refuse messages
+/// gets the client's stanza nacked with that error, and nothing delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pn_sender_names_its_lid_and_a_refusing_number_nacks() {
+    let _load = harness::light().await;
+    let sim = harness::sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = link_new(&sim, &dir.path().join("a.db"), ACCOUNT, "Acme").await;
+    let lid = lid_of(&sim, CONTACT).await;
+    let got = contact_text(&sim, &mut c, CONTACT, "from my number").await;
+    assert_eq!(got.info.source.sender, jid(CONTACT));
+    assert_eq!(got.info.source.sender_alt.as_ref(), Some(&lid));
+    let entry = c
+        .client
+        .get_lid_pn_entry(&jid(CONTACT))
+        .await
+        .expect("lookup");
+    assert_eq!(entry.map(|e| e.lid.to_string()), Some(lid.user.to_string()));
+
+    let path = format!("/contacts/{SECOND}/profile");
+    let (status, json) = admin(&sim, "POST", &path, json!({"refuse_with": "463"})).await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(json["refuse_with"], "463", "{json}");
+    let id = send_text(&c, &jid(SECOND), "are you there?").await;
+    let error = c
+        .expect("the nack", |e| match e {
+            Event::ServerAck(a) if a.id == id => Some(a.error.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(error.as_deref(), Some("463"));
+    assert!(sim.inbox(SECOND).iter().all(|m| m.id != id));
+    // Cleared, the number takes messages again.
+    let (status, _) = admin(&sim, "POST", &path, json!({"refuse_with": null})).await;
+    assert_eq!(status, 200);
+    reaches(&sim, &c, SECOND, &jid(SECOND), "now?").await;
+    c.stop().await;
 }

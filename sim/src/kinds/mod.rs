@@ -172,6 +172,15 @@ fn user_jid(phone: &str) -> String {
     format!("{phone}@{SERVER}")
 }
 
+/// The chat of a message to `to`: an account's JID, or a group's JID as is.
+fn chat_jid(to: &str) -> String {
+    if to.contains('@') {
+        to.to_string()
+    } else {
+        user_jid(to)
+    }
+}
+
 /// A device JID without its device (`PHONE@s.whatsapp.net`).
 fn non_ad(jid: &str) -> String {
     DeviceAddr::parse(jid)
@@ -202,9 +211,13 @@ pub fn remember_received(endpoint: &Endpoint, message: &wa::Message, entry: &mut
         }
     }
     let author = non_ad(&entry.from);
-    let peer = DeviceAddr::parse(&entry.from)
-        .map(|a| a.phone)
-        .unwrap_or_default();
+    // In a group the conversation is the group's.
+    let peer = match &entry.group {
+        Some(group) => group.clone(),
+        None => DeviceAddr::parse(&entry.from)
+            .map(|a| a.phone)
+            .unwrap_or_default(),
+    };
     memory(endpoint).remember(&entry.id, message, false, &author, &peer);
 }
 
@@ -355,7 +368,7 @@ fn key(remote_jid: String, from_me: bool, id: &str) -> MessageField<wa::MessageK
 fn build(world: &World, from: &str, to: &str, c: &Compose) -> Result<wa::Message, ComposeError> {
     let kind = c.kind.as_deref().unwrap_or("text");
     let endpoint = world.endpoint(from)?;
-    let to_jid = user_jid(to);
+    let to_jid = chat_jid(to);
     let quotes = matches!(kind, "text" | "location" | "contacts" | "poll");
     if matches!(kind, "reaction" | "edit" | "revoke" | "poll_vote")
         && (c.reply_to.is_some() || c.mentions.is_some())
@@ -395,15 +408,17 @@ fn build(world: &World, from: &str, to: &str, c: &Compose) -> Result<wa::Message
                 ComposeError::Bad("emoji: required for a reaction (\"\" removes one)".into())
             })?;
             // Unknown ids are reacted to all the same, as the account's.
-            let from_me = memory(&endpoint)
+            let (from_me, author) = memory(&endpoint)
                 .messages
                 .get(id)
-                .is_some_and(|k| k.from_me);
+                .map_or((false, None), |k| (k.from_me, Some(k.author.clone())));
+            // In a group the key names the message's author.
+            let participant = author.filter(|_| !from_me && to.contains('@'));
             let key = wa::MessageKey {
                 remote_jid: Some(to_jid),
                 from_me: Some(from_me),
                 id: Some(id.to_string()),
-                participant: None,
+                participant,
             };
             wacore::proto_helpers::build_reaction_message(key, emoji, wacore::time::now_millis())
         }
@@ -595,7 +610,7 @@ fn vote_message(
     .map_err(|e| SimError::Protocol(format!("encrypt vote: {e}")))?;
     Ok(wa::Message {
         poll_update_message: MessageField::some(wa::message::PollUpdateMessage {
-            poll_creation_message_key: key(user_jid(to), poll.creator == voter, id),
+            poll_creation_message_key: key(chat_jid(to), poll.creator == voter, id),
             vote: MessageField::some(wa::message::PollEncValue {
                 enc_payload: Some(enc_payload),
                 enc_iv: Some(iv.to_vec()),
