@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod bsuid;
 pub mod config;
 pub mod media;
 pub mod qr;

@@ -6,7 +6,7 @@
 
 use std::process::ExitCode;
 
-use tracing::{info, warn};
+use tracing::warn;
 use wapi::config::{Config, WHATSAPP_URL};
 
 #[tokio::main]
@@ -54,7 +54,7 @@ mod sandbox {
             return Ok(None);
         }
         if cfg.whatsapp_url != WHATSAPP_URL {
-            info!(
+            tracing::info!(
                 url = cfg.whatsapp_url,
                 "sandbox: using the external simulator"
             );

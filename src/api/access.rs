@@ -67,7 +67,7 @@ fn public(path: &str) -> bool {
 fn session_of<'a>(template: &str, path: &'a str) -> Option<&'a str> {
     let at = template
         .split('/')
-        .position(|seg| seg == "{name}" || seg == "{id}")?;
+        .position(|seg| seg == "{name}" || seg == "{id}" || seg == "{phone_number_id}")?;
     path.split('/').nth(at)
 }
 
@@ -81,6 +81,7 @@ fn checks_body(template: &str) -> bool {
             | "/register-session"
             | "/v1/media/{media_id}"
             | "/v1/media/{media_id}/file"
+            | "/{version}/{object_id}"
     )
 }
 

@@ -53,7 +53,11 @@ impl Drop for Staged {
 
 /// A media record the caller may see: its own session's, or any for an
 /// admin credential (403 otherwise, as for sessions).
-async fn visible(media: &Media, who: &Principal, id: &str) -> Result<MediaRecord, ApiError> {
+pub(super) async fn visible(
+    media: &Media,
+    who: &Principal,
+    id: &str,
+) -> Result<MediaRecord, ApiError> {
     if !crate::media::valid_id(id) {
         return Err(bad(format!(
             "media_id {id:?}: expected an id like med_<32 hex digits>"
@@ -64,7 +68,7 @@ async fn visible(media: &Media, who: &Principal, id: &str) -> Result<MediaRecord
     Ok(rec)
 }
 
-fn record_json(media: &Media, rec: &MediaRecord) -> serde_json::Value {
+pub(super) fn record_json(media: &Media, rec: &MediaRecord) -> serde_json::Value {
     json!({
         "id": rec.id,
         "session": rec.session,
@@ -87,7 +91,30 @@ pub async fn upload(
     req: Request,
 ) -> Result<Response, ApiError> {
     let n = name(&n)?.to_string();
+    let (rec, _) = receive(&m, n, req, &[]).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({
+            "id": rec.id,
+            "mimetype": rec.mimetype,
+            "sha256": rec.sha256,
+            "size": rec.size,
+        })),
+    )
+        .into_response())
+}
+
+/// Stores an uploaded file for session `n`: a multipart form with a `file`
+/// part (and the short text parts named in `texts`, returned by name), or
+/// the raw body. Any other part is refused, naming it.
+pub(super) async fn receive(
+    m: &Manager,
+    n: String,
+    req: Request,
+    texts: &[&str],
+) -> Result<(MediaRecord, std::collections::HashMap<String, String>), ApiError> {
     m.view(&n)?;
+    let mut fields = std::collections::HashMap::new();
     let media = m.media();
     let max = media.settings.max_bytes;
     let staged = Staged(media.store.staging_path());
@@ -101,18 +128,19 @@ pub async fn upload(
         let mut form = Multipart::from_request(req, &())
             .await
             .map_err(|e| bad(format!("file: {}", e.body_text())))?;
-        // One part, named file: anything else is refused, naming it.
-        let mut field = form
-            .next_field()
-            .await
-            .map_err(|e| bad(format!("file: {}", e.body_text())))?
-            .ok_or_else(|| bad("file: a multipart part named file is required"))?;
-        if field.name() != Some("file") {
-            let part = field.name().unwrap_or_default().to_string();
-            return Err(bad(format!(
-                "{part}: unknown part; send the file as a part named file"
-            )));
-        }
+        // One part named file (and the text parts asked for): anything
+        // else is refused, naming it.
+        let mut field = loop {
+            let field = form
+                .next_field()
+                .await
+                .map_err(|e| bad(format!("file: {}", e.body_text())))?
+                .ok_or_else(|| bad("file: a multipart part named file is required"))?;
+            if field.name() == Some("file") {
+                break field;
+            }
+            text_part(field, texts, &mut fields).await?;
+        };
         let mime = field.content_type().map(str::to_string);
         let fname = field.file_name().map(str::to_string);
         let mut out = tokio::fs::File::create(&staged.0).await.map_err(io)?;
@@ -133,15 +161,12 @@ pub async fn upload(
             return Err(bad("file: empty"));
         }
         drop(field);
-        match form.next_field().await {
-            Ok(None) => {}
-            Ok(Some(extra)) => {
-                let part = extra.name().unwrap_or_default().to_string();
-                return Err(bad(format!(
-                    "{part}: unknown part; send the file as a part named file"
-                )));
+        loop {
+            match form.next_field().await {
+                Ok(None) => break,
+                Ok(Some(extra)) => text_part(extra, texts, &mut fields).await?,
+                Err(e) => return Err(bad(format!("file: {}", e.body_text()))),
             }
-            Err(e) => return Err(bad(format!("file: {}", e.body_text()))),
         }
         (mime, fname)
     } else {
@@ -166,6 +191,10 @@ pub async fn upload(
             .then_some(content_type);
         (mime, None)
     };
+    // A Cloud API upload names the MIME type in a `type` part.
+    let mimetype = mimetype
+        .filter(|m| m != "application/octet-stream")
+        .or_else(|| fields.get("type").map(|t| t.trim().to_string()));
     let rec = MediaRecord {
         id: crate::media::new_id(),
         session: n,
@@ -180,16 +209,28 @@ pub async fn upload(
         created_at: crate::session::now_secs(),
     };
     let rec = media.ingest(&staged.0, rec).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({
-            "id": rec.id,
-            "mimetype": rec.mimetype,
-            "sha256": rec.sha256,
-            "size": rec.size,
-        })),
-    )
-        .into_response())
+    Ok((rec, fields))
+}
+
+/// A multipart part other than the file: one of the `texts` asked for, once
+/// (kept in `fields`), or refused naming it.
+async fn text_part(
+    field: axum::extract::multipart::Field<'_>,
+    texts: &[&str],
+    fields: &mut std::collections::HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let part = field.name().unwrap_or_default().to_string();
+    if !texts.contains(&part.as_str()) || fields.contains_key(&part) {
+        return Err(bad(format!(
+            "{part}: unknown part; send the file as a part named file"
+        )));
+    }
+    let value = field
+        .text()
+        .await
+        .map_err(|e| bad(format!("{part}: {}", e.body_text())))?;
+    fields.insert(part, value);
+    Ok(())
 }
 
 fn io(e: std::io::Error) -> ApiError {

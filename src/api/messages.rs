@@ -19,92 +19,92 @@ const KINDS: &str = "text, location, contacts, reaction, poll";
 /// WhatsApp's limit on a poll's options.
 const MAX_POLL_OPTIONS: usize = 12;
 
-#[derive(Deserialize, schemars::JsonSchema)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 pub struct SendReq {
     /// A phone number or a JID.
     #[schemars(regex(
         pattern = r"^(\+?[0-9]{1,20}|[0-9A-Za-z.:_-]{1,64}@(s\.whatsapp\.net|lid|g\.us))$"
     ))]
-    to: String,
+    pub(super) to: String,
     /// text (default), image, video, audio, voice (a voice note), document,
     /// sticker, location, contacts, reaction or poll.
     #[serde(rename = "type", default)]
     #[schemars(extend("enum" = ["text", "image", "video", "audio", "voice", "document", "sticker", "location", "contacts", "reaction", "poll", null]))]
-    kind: Option<String>,
+    pub(super) kind: Option<String>,
     /// The text of a text message.
     #[serde(default)]
-    text: Option<String>,
+    pub(super) text: Option<String>,
     /// A media message's file: exactly one of media_id (uploaded before),
     /// url (fetched by the bridge) or base64.
     #[serde(default)]
     #[schemars(regex(pattern = r"^med_[0-9a-f]{32}$"))]
-    media_id: Option<String>,
+    pub(super) media_id: Option<String>,
     #[serde(default)]
     #[schemars(regex(pattern = r"^https?://[!-~]+$"))]
-    url: Option<String>,
+    pub(super) url: Option<String>,
     #[serde(default)]
     #[schemars(
         regex(pattern = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"),
         length(min = 4)
     )]
-    base64: Option<String>,
+    pub(super) base64: Option<String>,
     #[serde(default)]
-    caption: Option<String>,
+    pub(super) caption: Option<String>,
     /// Shown with a document.
     #[serde(default)]
-    file_name: Option<String>,
+    pub(super) file_name: Option<String>,
     /// Sniffed from the file when absent.
     #[serde(default)]
-    mimetype: Option<String>,
+    pub(super) mimetype: Option<String>,
     /// A location: -90 to 90.
     #[serde(default)]
     #[schemars(range(min = -90.0, max = 90.0))]
-    latitude: Option<f64>,
+    pub(super) latitude: Option<f64>,
     /// A location: -180 to 180.
     #[serde(default)]
     #[schemars(range(min = -180.0, max = 180.0))]
-    longitude: Option<f64>,
+    pub(super) longitude: Option<f64>,
     /// A location's name.
     #[serde(default)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     /// A location's address.
     #[serde(default)]
-    address: Option<String>,
+    pub(super) address: Option<String>,
     /// Contact cards (one or more), each a name and phone numbers.
     #[serde(default)]
     #[schemars(length(min = 1))]
-    contacts: Option<Vec<ContactCard>>,
+    pub(super) contacts: Option<Vec<ContactCard>>,
     /// A reaction: the message it is for.
     #[serde(default)]
     #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
-    message_id: Option<String>,
+    pub(super) message_id: Option<String>,
     /// A reaction's emoji; empty takes the reaction back.
     #[serde(default)]
     #[schemars(length(max = 16))]
-    emoji: Option<String>,
+    pub(super) emoji: Option<String>,
     /// A poll's question.
     #[serde(default)]
     #[schemars(regex(pattern = r"\S"))]
-    question: Option<String>,
+    pub(super) question: Option<String>,
     /// A poll's options (2 to 12, all different).
     #[serde(default)]
     #[schemars(length(min = 2, max = 12), inner(regex(pattern = r"\S")))]
     #[schemars(extend("uniqueItems" = true))]
-    options: Option<Vec<String>>,
+    pub(super) options: Option<Vec<String>>,
     /// How many options a voter may choose (default 1).
     #[serde(default)]
     #[schemars(range(min = 1, max = 12))]
-    selectable: Option<u32>,
+    pub(super) selectable: Option<u32>,
     /// Any kind but reactions: the id of the message this one answers.
     #[serde(default)]
     #[schemars(regex(pattern = r"^[A-Za-z0-9._-]{1,128}$"))]
-    reply_to: Option<String>,
+    pub(super) reply_to: Option<String>,
     /// Phone numbers or JIDs the message mentions.
     #[serde(default)]
     #[schemars(inner(regex(
         pattern = r"^(\+?[0-9]{1,20}|[0-9A-Za-z.:_-]{1,64}@(s\.whatsapp\.net|lid|g\.us))$"
     )))]
-    mentions: Option<Vec<String>>,
+    pub(super) mentions: Option<Vec<String>>,
 }
 
 pub async fn send(
@@ -117,9 +117,27 @@ pub async fn send(
     if req.to.trim().is_empty() {
         return Err(bad("to: must not be empty"));
     }
+    let to = req.to.clone();
+    let (out, extras) = compose(&m, &who, n, req).await?;
+    let sent = m.send_message(n, &to, out, extras).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(json!({"id": sent.id, "to": sent.to})),
+    )
+        .into_response())
+}
+
+/// The message a send request describes (the Cloud API's route builds the
+/// same request from its own body). Files are staged and uploaded here.
+pub(super) async fn compose(
+    m: &Manager,
+    who: &Principal,
+    n: &str,
+    req: SendReq,
+) -> Result<(Outgoing, Extras), ApiError> {
     let kind = req.kind.as_deref().map(str::trim).unwrap_or("text");
     let reply_to = match &req.reply_to {
-        Some(id) => Some(remembered(&m, n, id, "reply_to").await?),
+        Some(id) => Some(remembered(m, n, id, "reply_to").await?),
         None => None,
     };
     let extras = Extras {
@@ -147,7 +165,7 @@ pub async fn send(
                 return Err(bad("emoji: expected one emoji"));
             }
             Outgoing::Reaction {
-                target: remembered(&m, n, id, "message_id").await?,
+                target: remembered(m, n, id, "message_id").await?,
                 emoji,
             }
         }
@@ -162,7 +180,7 @@ pub async fn send(
                 file_name: req.file_name,
                 mimetype: req.mimetype,
             };
-            media::prepare(&m, &who, n, send).await?
+            media::prepare(m, who, n, send).await?
         }
         other => {
             return Err(bad(format!(
@@ -171,12 +189,7 @@ pub async fn send(
             )));
         }
     };
-    let sent = m.send_message(n, &req.to, out, extras).await?;
-    Ok((
-        StatusCode::CREATED,
-        axum::Json(json!({"id": sent.id, "to": sent.to})),
-    )
-        .into_response())
+    Ok((out, extras))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -226,7 +239,7 @@ pub fn check_id(id: &str, field: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn remembered(
+pub(super) async fn remembered(
     m: &Manager,
     session: &str,
     id: &str,
@@ -278,7 +291,7 @@ fn location(req: &SendReq) -> Result<Outgoing, ApiError> {
     })
 }
 
-fn contacts(cards: Vec<ContactCard>) -> Result<Vec<ContactCard>, ApiError> {
+pub(super) fn contacts(cards: Vec<ContactCard>) -> Result<Vec<ContactCard>, ApiError> {
     if cards.is_empty() {
         return Err(bad("contacts: at least one card is required"));
     }

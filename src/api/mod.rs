@@ -3,6 +3,7 @@
 
 mod access;
 mod chats;
+mod cloud;
 mod contacts;
 mod envelope;
 mod media;
@@ -180,7 +181,10 @@ pub fn router(manager: Arc<Manager>, auth: Arc<Auth>, rate: crate::config::RateL
     let mut r = Router::new();
     for e in endpoints() {
         let handler = match e.path {
-            "/v1/sessions/{name}/messages" | "/v1/sessions/{name}/media" => {
+            "/v1/sessions/{name}/messages"
+            | "/v1/sessions/{name}/media"
+            | "/{version}/{phone_number_id}/messages"
+            | "/{version}/{phone_number_id}/media" => {
                 e.handler.layer(DefaultBodyLimit::max(file_body))
             }
             _ => e.handler,
@@ -196,6 +200,7 @@ pub fn router(manager: Arc<Manager>, auth: Arc<Auth>, rate: crate::config::RateL
         // without a credential and asks for one to load the document.
         .route("/docs", get(openapi::page))
         .layer(middleware::from_fn(envelope::wrap))
+        .layer(middleware::from_fn(cloud::wrap))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -223,6 +228,7 @@ fn view_json(v: &SessionView) -> Value {
         // The secret itself is never returned.
         "webhook_secret_set": v.webhook.secret.is_some(),
         "webhook_media": v.webhook.media_inline,
+        "webhook_verify_token_set": v.webhook.verify_token.is_some(),
         "created_at": v.created_at,
         "connected": v.status == Status::Working,
     })
@@ -263,6 +269,12 @@ struct WebhookFields {
     #[serde(default)]
     #[schemars(extend("enum" = ["url", "base64", null]))]
     webhook_media: Option<String>,
+    /// The Cloud API's verify token: with the cloud format, the URL must
+    /// answer the verification handshake (echo hub.challenge) to be set;
+    /// never returned. null clears it.
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Option<String>")]
+    webhook_verify_token: Option<Option<String>>,
 }
 
 impl WebhookFields {
@@ -319,26 +331,48 @@ impl WebhookFields {
                 ))
             })?),
         };
+        let verify_token = match self.webhook_verify_token {
+            None => None,
+            Some(t) => {
+                let t = t.filter(|t| !t.is_empty());
+                if t.as_ref().is_some_and(|t| t.len() > 256) {
+                    return Err(bad("webhook_verify_token: at most 256 bytes"));
+                }
+                Some(t)
+            }
+        };
         Ok(SubscriptionChange {
             url,
             format,
             secret,
             events,
             media_inline,
+            verify_token,
         })
     }
 }
 
 /// A webhook URL set with a session key must not point into the bridge's
 /// own network (the rule of media URLs); an admin credential may point
-/// webhooks anywhere.
+/// webhooks anywhere. With the cloud format and a verify token, the URL
+/// must pass the Cloud API's verification handshake first (`session`: the
+/// session as it will be, its current settings if it exists).
 async fn guard_webhook(
     m: &Manager,
     who: &Principal,
+    session: &str,
     change: &SubscriptionChange,
 ) -> Result<(), ApiError> {
     if let (Principal::Session { .. }, Some(Some(url))) = (who, &change.url) {
         crate::media::fetch::check_destination(url, m.media().settings.allow_private_urls)
+            .await
+            .map_err(|e| bad(format!("webhook_url: {e}")))?;
+    }
+    if change.needs_verification() {
+        let mut sub = m.view(session).map(|v| v.webhook).unwrap_or_default();
+        sub.apply(change.clone());
+        m.webhooks()
+            .verify(session, &sub)
             .await
             .map_err(|e| bad(format!("webhook_url: {e}")))?;
     }
@@ -371,7 +405,7 @@ async fn register(
     let n = name(&req.session_id)?;
     access::allow(&who, n)?;
     let mut change = req.webhook.change()?;
-    guard_webhook(&m, &who, &change).await?;
+    guard_webhook(&m, &who, n, &change).await?;
     // wapi clients send an empty webhook_url to mean "none given": it
     // keeps the session's URL rather than clearing it.
     if change.url == Some(None) {
@@ -550,9 +584,14 @@ struct CreateReq {
     webhook: WebhookFields,
 }
 
-async fn create(State(m): Shared, Body(req): Body<CreateReq>) -> Result<Response, ApiError> {
+async fn create(
+    State(m): Shared,
+    Extension(who): Extension<Principal>,
+    Body(req): Body<CreateReq>,
+) -> Result<Response, ApiError> {
     let n = name(&req.name)?;
     let change = req.webhook.change()?;
+    guard_webhook(&m, &who, n, &change).await?;
     let v = m.create(n, change, req.start.unwrap_or(true)).await?;
     Ok((StatusCode::CREATED, axum::Json(view_json(&v))).into_response())
 }
@@ -581,7 +620,7 @@ async fn patch(
 ) -> Result<Response, ApiError> {
     let n = name(&n)?;
     let change = req.webhook.change()?;
-    guard_webhook(&m, &who, &change).await?;
+    guard_webhook(&m, &who, n, &change).await?;
     m.command(n, |reply| Command::SetWebhook(change, reply))
         .await??;
     Ok(axum::Json(view_json(&m.view(n)?)).into_response())

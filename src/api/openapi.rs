@@ -30,6 +30,7 @@ fn request<T: JsonSchema>() -> Option<Value> {
     let settings = schemars::generate::SchemaSettings::openapi3();
     let schema = settings.into_generator().into_root_schema_for::<T>();
     let mut v = serde_json::to_value(schema).unwrap_or(Value::Null);
+    nullable(&mut v);
     if let Some(o) = v.as_object_mut() {
         o.remove("$schema");
         o.remove("title");
@@ -39,6 +40,26 @@ fn request<T: JsonSchema>() -> Option<Value> {
         }
     }
     Some(v)
+}
+
+/// OpenAPI 3.0 has no type lists: `"type": [T, "null"]` (which schemars
+/// leaves in the definitions of nested types) becomes `T` and
+/// `"nullable": true`, everywhere in the schema.
+fn nullable(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if let Some(Value::Array(types)) = o.get("type") {
+                let rest: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+                if rest.len() == 1 && rest.len() < types.len() {
+                    o.insert("type".into(), rest[0].clone());
+                    o.insert("nullable".into(), Value::Bool(true));
+                }
+            }
+            o.values_mut().for_each(nullable);
+        }
+        Value::Array(items) => items.iter_mut().for_each(nullable),
+        _ => {}
+    }
 }
 
 /// The send body: its fields, and which of them each kind needs (the
@@ -127,6 +148,7 @@ fn session() -> Value {
             "webhook_media",
             json!({"type": "string", "enum": ["url", "base64"]}),
         ),
+        ("webhook_verify_token_set", t("boolean")),
         ("created_at", t("integer")),
         ("connected", t("boolean")),
     ])
@@ -172,7 +194,7 @@ fn ep(
     Endpoint {
         method,
         path,
-        wapi: !path.starts_with("/v1") && path != "/metrics",
+        wapi: !path.starts_with("/v1") && !path.starts_with("/{version}") && path != "/metrics",
         summary,
         request,
         status,
@@ -589,6 +611,75 @@ pub fn endpoints() -> Vec<Endpoint> {
             post(logout_user),
         ),
         ep(
+            "post",
+            "/{version}/{phone_number_id}/messages",
+            "Cloud API: send a message (text, image, video, audio, document, sticker, location, contacts, reaction; context.message_id replies), or mark one read (status: read) and show typing",
+            request::<super::cloud::CloudSend>(),
+            200,
+            Some(json!({"oneOf": [
+                object(&[
+                    ("messaging_product", t("string")),
+                    ("contacts", json!({"type": "array", "items": object(&[
+                        ("input", t("string")),
+                        ("wa_id", t("string")),
+                        ("user_id", t("string")),
+                    ])})),
+                    ("messages", json!({"type": "array", "items": object(&[("id", t("string"))])})),
+                ]),
+                object(&[("success", t("boolean"))]),
+            ]})),
+            post(super::cloud::messages),
+        ),
+        ep(
+            "post",
+            "/{version}/{phone_number_id}/media",
+            "Cloud API: upload a file (multipart: file, type, messaging_product) to send by its id",
+            None,
+            200,
+            Some(object(&[("id", t("string"))])),
+            post(super::cloud::upload),
+        ),
+        ep(
+            "get",
+            "/{version}/{object_id}",
+            "Cloud API: a media object (by media id; its url downloads the file with the same token) or the phone number (by session name)",
+            None,
+            200,
+            Some(json!({"oneOf": [
+                object(&[
+                    ("messaging_product", t("string")),
+                    ("url", t("string")),
+                    ("mime_type", t("string")),
+                    ("sha256", t("string")),
+                    ("file_size", t("integer")),
+                    ("id", t("string")),
+                ]),
+                object(&[
+                    ("id", t("string")),
+                    ("verified_name", t("string")),
+                    ("display_phone_number", t("string")),
+                    ("quality_rating", t("string")),
+                    ("code_verification_status", t("string")),
+                    ("platform_type", t("string")),
+                    ("throughput", t("object")),
+                    ("account_mode", t("string")),
+                    ("status", t("string")),
+                    ("messaging_limit_tier", t("string")),
+                    ("webhook_configuration", t("object")),
+                ]),
+            ]})),
+            get(super::cloud::object),
+        ),
+        ep(
+            "delete",
+            "/{version}/{object_id}",
+            "Cloud API: delete a media object",
+            None,
+            200,
+            Some(object(&[("success", t("boolean"))])),
+            delete(super::cloud::delete),
+        ),
+        ep(
             "get",
             "/metrics",
             "Prometheus metrics (text)",
@@ -621,6 +712,9 @@ fn path_param(name: &str) -> Value {
         "media_id" => "^med_[0-9a-f]{32}$",
         "event_id" => "^[A-Za-z0-9_]{1,64}$",
         "message_id" => "^[A-Za-z0-9._-]{1,128}$",
+        "version" => "^v[0-9]{1,4}\\.[0-9]{1,4}$",
+        // A session name (phone number id) or a media id.
+        "phone_number_id" | "object_id" => "^[A-Za-z0-9_-]{1,64}$",
         // A phone number, or a user, LID or group JID.
         "chat" | "contact" => {
             "^(\\+?[0-9]{1,20}|[0-9A-Za-z.:_-]{1,64}@(s\\.whatsapp\\.net|lid|g\\.us))$"
@@ -648,9 +742,10 @@ fn error_statuses(e: &Endpoint) -> Vec<(u16, &'static str)> {
     if named || e.path == "/send-message/" {
         out.push((404, "no such session, message, media or event"));
     }
-    let session_work = e.path.starts_with("/v1/sessions/{name}/")
+    let session_work = (e.path.starts_with("/v1/sessions/{name}/")
         && !e.path.contains("/webhooks")
-        && !e.path.ends_with("/keys");
+        && !e.path.ends_with("/keys"))
+        || e.path == "/{version}/{phone_number_id}/messages";
     if session_work
         || e.path == "/send-message/"
         || e.path == "/v1/sessions"
@@ -681,6 +776,15 @@ pub fn build() -> Value {
         "errors": {"type": "array", "items": {"type": "object", "properties": {
             "code": {"type": "integer"}, "title": {"type": "string"}, "details": {"type": "string"}}}},
     }});
+    // The Cloud API routes answer the Graph API's errors.
+    let graph_error = json!({"type": "object", "required": ["error"], "properties": {
+        "error": {"type": "object", "required": ["message", "type", "code", "fbtrace_id"], "properties": {
+            "message": {"type": "string"}, "type": {"type": "string"}, "code": {"type": "integer"},
+            "error_subcode": {"type": "integer"},
+            "error_data": {"type": "object", "properties": {
+                "messaging_product": {"type": "string"}, "details": {"type": "string"}}},
+            "fbtrace_id": {"type": "string"}}},
+    }});
     let mut paths = Map::new();
     let mut schemas = Map::new();
     for e in endpoints() {
@@ -710,9 +814,11 @@ pub fn build() -> Value {
             "operationId": format!("{}{}", e.method, e.path.replace(['/', '{', '}', '-', '.'], "_")),
             "responses": { e.status.to_string(): ok },
         });
+        let cloud = e.path.starts_with("/{version}");
         for (code, why) in error_statuses(&e) {
+            let schema = if cloud { &graph_error } else { &error };
             op["responses"][code.to_string()] = json!({"description": why,
-                "content": {"application/json": {"schema": error.clone()}}});
+                "content": {"application/json": {"schema": schema}}});
         }
         if e.path.ends_with("/file") {
             op["responses"]["206"] = json!({"description": "the range asked for",
@@ -730,11 +836,22 @@ pub fn build() -> Value {
                 json!({"required": true, "content": {"application/json": {"schema": schema}}});
         } else if e.path.ends_with("/media") && e.method == "post" {
             let binary = json!({"type": "string", "format": "binary", "minLength": 1});
-            op["requestBody"] = json!({"required": true, "content": {
-                "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                    "properties": {"file": binary}, "additionalProperties": false}},
-                "application/octet-stream": {"schema": binary},
-            }});
+            op["requestBody"] = if cloud {
+                json!({"required": true, "content": {
+                    "multipart/form-data": {"schema": {"type": "object",
+                        "required": ["file", "messaging_product"],
+                        "properties": {"file": binary,
+                            "messaging_product": {"type": "string", "enum": ["whatsapp"]},
+                            "type": {"type": "string", "description": "the file's MIME type"}},
+                        "additionalProperties": false}},
+                }})
+            } else {
+                json!({"required": true, "content": {
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                        "properties": {"file": binary}, "additionalProperties": false}},
+                    "application/octet-stream": {"schema": binary},
+                }})
+            };
         }
         if e.path != "/v1/health" && e.path != "/v1/users/login" {
             op["security"] = json!([{"bearer": []}, {"apiKey": []}]);

@@ -385,6 +385,10 @@ impl Manager {
         &self.store
     }
 
+    pub fn webhooks(&self) -> &Webhooks {
+        &self.webhooks
+    }
+
     pub fn media(&self) -> &Arc<crate::media::Media> {
         self.webhooks.media()
     }

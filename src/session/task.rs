@@ -701,7 +701,12 @@ impl Task {
                 self.stop_link().await;
                 self.set_status(Status::Failed, Some(reason)).await;
             }
-            WaEvent::Status(st) => {
+            WaEvent::Status(mut st) => {
+                if st.recipient_lid.is_none()
+                    && let Some(link) = &self.link
+                {
+                    st.recipient_lid = link.lid_of(&st.recipient).await;
+                }
                 let payload = serde_json::to_value(&st).unwrap_or_default();
                 self.emit(EventKind::MessageStatus, payload).await;
             }

@@ -13,9 +13,11 @@ use tracing::{debug, warn};
 
 use crate::store::{OutboxEvent, Store, StoreError};
 
+mod cloud;
 mod format;
 mod subscription;
 
+pub use self::cloud::number as number_of;
 pub use self::subscription::{EventKind, Format, MediaInline, Subscription, SubscriptionChange};
 
 /// How deliveries are made and retried.
@@ -156,6 +158,48 @@ impl Webhooks {
                 .as_ref()
                 .map(|base| format!("{base}{session}"))
         })
+    }
+
+    /// The Cloud API's verification handshake, as Meta makes it when a
+    /// callback URL or verify token is set: `GET <url>?hub.mode=subscribe
+    /// &hub.verify_token=<token>&hub.challenge=<random>`, which the receiver
+    /// must answer with 200 and the challenge as the body. `Err` says why
+    /// the URL is refused.
+    pub async fn verify(&self, session: &str, sub: &Subscription) -> Result<(), String> {
+        let (Format::Cloud, Some(token)) = (sub.format, sub.verify_token.as_deref()) else {
+            return Ok(());
+        };
+        let Some(url) = self.resolve_url(session, sub.url.as_deref()) else {
+            return Ok(());
+        };
+        let challenge = rand::random::<u64>().to_string();
+        let res = self
+            .inner
+            .http
+            .get(&url)
+            .query(&[
+                ("hub.mode", "subscribe"),
+                ("hub.verify_token", token),
+                ("hub.challenge", challenge.as_str()),
+            ])
+            .timeout(self.inner.settings.timeout)
+            .send()
+            .await
+            .map_err(|e| format!("the verification request to {url} failed: {e}"))?;
+        let status = res.status();
+        let body = res.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!(
+                "{url} answered the verification request (hub.mode=subscribe) with {status}, not 200 and the hub.challenge"
+            ));
+        }
+        if body.trim() != challenge {
+            let shown: String = body.chars().take(64).collect();
+            return Err(format!(
+                "{url} did not echo hub.challenge {challenge} (it answered {shown:?}): check the verify token"
+            ));
+        }
+        Ok(())
     }
 
     /// Commits an event to the session's outbox and wakes its worker.

@@ -33,8 +33,18 @@ impl Format {
     pub fn carries(self, event: EventKind) -> bool {
         match self {
             Self::Native => true,
-            // The Cloud API's webhooks are messages and statuses only.
-            Self::Cloud => matches!(event, EventKind::Message | EventKind::MessageStatus),
+            // The Cloud API has message, status and system-message
+            // webhooks (edits and deletes as a Coexistence number gets
+            // them); no session, call or presence ones.
+            Self::Cloud => matches!(
+                event,
+                EventKind::Message
+                    | EventKind::MessageStatus
+                    | EventKind::MessageEdited
+                    | EventKind::MessageRevoked
+                    | EventKind::MessageUndecryptable
+                    | EventKind::ContactNumberChanged
+            ),
             Self::Wapi => event == EventKind::Message,
         }
     }
@@ -138,6 +148,14 @@ pub struct Subscription {
     pub events: Option<Vec<EventKind>>,
     #[serde(rename = "webhook_media", default)]
     pub media_inline: MediaInline,
+    /// The Cloud API's verify token: with the cloud format, a URL is set
+    /// only once it answers the verification handshake.
+    #[serde(
+        rename = "webhook_verify_token",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub verify_token: Option<String>,
 }
 
 impl Subscription {
@@ -167,6 +185,9 @@ impl Subscription {
         if let Some(m) = change.media_inline {
             self.media_inline = m;
         }
+        if let Some(t) = change.verify_token {
+            self.verify_token = t;
+        }
     }
 }
 
@@ -179,11 +200,18 @@ pub struct SubscriptionChange {
     pub secret: Option<Option<String>>,
     pub events: Option<Option<Vec<EventKind>>>,
     pub media_inline: Option<MediaInline>,
+    pub verify_token: Option<Option<String>>,
 }
 
 impl SubscriptionChange {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
+    }
+
+    /// Whether the change touches what the verification handshake checks
+    /// (where events go, in which format, with which token).
+    pub fn needs_verification(&self) -> bool {
+        self.url.is_some() || self.format.is_some() || self.verify_token.is_some()
     }
 }
 
@@ -219,7 +247,7 @@ mod tests {
         assert!(s.wants(EventKind::Presence));
         s.format = Format::Cloud;
         s.events = None;
-        assert!(!s.wants(EventKind::Call) && !s.wants(EventKind::MessageEdited));
+        assert!(!s.wants(EventKind::Call) && s.wants(EventKind::MessageEdited));
     }
 
     #[test]

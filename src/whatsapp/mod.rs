@@ -87,7 +87,13 @@ pub struct MessageStatus {
     pub ids: Vec<String>,
     pub status: &'static str,
     pub recipient: String,
+    /// The recipient's LID, when the client knows it (filled in by
+    /// [`Link::lid_of`]): the source of its business-scoped id.
+    pub recipient_lid: Option<String>,
     pub timestamp: i64,
+    /// For `failed`: the error code WhatsApp's server gave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Where a session's incoming messages are committed before WhatsApp is told
@@ -124,9 +130,16 @@ impl whatsapp_rust::InboundDurabilityHook for DurabilityHook {
 }
 
 /// A sender known only by LID: its phone number from the client's
-/// LID-to-phone map, when it has learned it.
+/// LID-to-phone map, when it has learned it; a sender known only by phone
+/// number: its LID (the source of its business-scoped id), likewise.
 async fn pn_of_lid(client: &whatsapp_rust::Client, m: &mut IncomingMessage) {
     if !m.from.ends_with("@lid") {
+        if m.from_lid.is_none()
+            && let Ok(pn) = m.from.parse::<Jid>()
+            && let Ok(Some(entry)) = client.get_lid_pn_entry(&pn).await
+        {
+            m.from_lid = Some(Jid::new(&*entry.lid, Server::Lid).to_string());
+        }
         return;
     }
     let Ok(lid) = m.from.parse::<Jid>() else {
@@ -253,7 +266,9 @@ fn translate(event: &Event) -> Vec<WaEvent> {
                     .as_ref()
                     .map(|j| j.to_non_ad().to_string())
                     .unwrap_or_default(),
+                recipient_lid: None,
                 timestamp: a.timestamp.map(|t| t.timestamp()).unwrap_or_else(unix_now),
+                error: a.error.clone(),
             })]
         }
         Event::Receipt(r) => {
@@ -268,7 +283,14 @@ fn translate(event: &Event) -> Vec<WaEvent> {
                 ids: r.message_ids.iter().map(|i| i.to_string()).collect(),
                 status,
                 recipient: r.source.chat.to_non_ad().to_string(),
+                recipient_lid: r
+                    .source
+                    .sender_alt
+                    .as_ref()
+                    .filter(|j| j.server == Server::Lid)
+                    .map(|j| j.to_non_ad().to_string()),
                 timestamp: r.timestamp.timestamp(),
+                error: None,
             })]
         }
         // Messages reach the bridge through the durability hook only.
@@ -348,6 +370,24 @@ impl Link {
             },
             rx,
         ))
+    }
+
+    /// The LID of a user JID (phone number), from the client's map of
+    /// what WhatsApp told it; a LID JID is its own.
+    pub async fn lid_of(&self, jid: &str) -> Option<String> {
+        let jid: Jid = jid.parse().ok()?;
+        if jid.server == Server::Lid {
+            return Some(jid.to_non_ad().to_string());
+        }
+        let entry = self.client.get_lid_pn_entry(&jid).await.ok()??;
+        Some(Jid::new(&*entry.lid, Server::Lid).to_string())
+    }
+
+    /// The phone number JID of a LID, when the client knows it.
+    pub async fn pn_of(&self, lid: &str) -> Option<String> {
+        let jid: Jid = lid.parse().ok()?;
+        let entry = self.client.get_lid_pn_entry(&jid).await.ok()??;
+        Some(Jid::new(&*entry.phone_number, Server::Pn).to_string())
     }
 
     /// The linked device's JID, if the session file holds one.

@@ -7,6 +7,7 @@ mod support;
 
 mod bridge;
 mod chats;
+mod cloud;
 mod durability;
 mod formats;
 mod kinds;

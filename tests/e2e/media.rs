@@ -13,16 +13,16 @@ use crate::support::*;
 
 const KINDS: [&str; 6] = ["image", "video", "audio", "voice", "document", "sticker"];
 
-fn sha_hex(b: &[u8]) -> String {
+pub(crate) fn sha_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-fn b64(b: &[u8]) -> String {
+pub(crate) fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
 /// `n` bytes that differ per `seed` (a file per kind, none alike).
-fn bytes(seed: u8, n: usize) -> Vec<u8> {
+pub(crate) fn bytes(seed: u8, n: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(n);
     let mut x = u32::from(seed).wrapping_mul(2_654_435_761) | 1;
     while out.len() < n {
@@ -51,7 +51,7 @@ async fn file_of(api: &Api, id: &str) -> Vec<u8> {
 }
 
 /// A test HTTP server serving `/f/{n}` (file n), plus misbehaving paths.
-async fn file_server(files: Vec<Vec<u8>>) -> String {
+pub(crate) async fn file_server(files: Vec<Vec<u8>>) -> String {
     let files = std::sync::Arc::new(files);
     let app =
         axum::Router::new()

@@ -527,6 +527,10 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
         ("post", "/v1/users/login"),
         ("post", "/v1/users/logout"),
         ("get", "/metrics"),
+        ("post", "/{version}/{phone_number_id}/messages"),
+        ("post", "/{version}/{phone_number_id}/media"),
+        ("get", "/{version}/{object_id}"),
+        ("delete", "/{version}/{object_id}"),
     ];
     let documented: usize = raw["paths"]
         .as_object()
@@ -549,6 +553,9 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
                 .replace("{chat}", "15550001111")
                 .replace("{contact}", "15550001111")
                 .replace("{media_id}", "med_00000000000000000000000000000000")
+                .replace("{version}", "v22.0")
+                .replace("{phone_number_id}", "nope")
+                .replace("{object_id}", "nope")
         );
         let r = bridge
             .http

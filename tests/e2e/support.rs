@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -245,6 +246,11 @@ pub struct Receiver {
     /// Status codes to answer with, in order, before answering 200.
     pub script: Arc<Mutex<Vec<u16>>>,
     pub down: Arc<std::sync::atomic::AtomicBool>,
+    /// Whether it answers the Cloud API's verification GET by echoing
+    /// `hub.challenge` (as a receiver whose verify token matches does).
+    pub echo: Arc<std::sync::atomic::AtomicBool>,
+    /// The query strings of the verification GETs it was sent.
+    pub verifications: Arc<Mutex<Vec<HashMap<String, String>>>>,
 }
 
 #[derive(Clone)]
@@ -252,6 +258,8 @@ struct RecvState {
     seen: Arc<Mutex<Vec<Delivery>>>,
     script: Arc<Mutex<Vec<u16>>>,
     down: Arc<std::sync::atomic::AtomicBool>,
+    echo: Arc<std::sync::atomic::AtomicBool>,
+    verifications: Arc<Mutex<Vec<HashMap<String, String>>>>,
 }
 
 impl Receiver {
@@ -260,9 +268,11 @@ impl Receiver {
             seen: Arc::new(Mutex::new(Vec::new())),
             script: Arc::new(Mutex::new(Vec::new())),
             down: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            echo: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+            verifications: Arc::new(Mutex::new(Vec::new())),
         };
         let app = axum::Router::new()
-            .route("/{*path}", post(receive))
+            .route("/{*path}", post(receive).get(verify))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -274,6 +284,8 @@ impl Receiver {
             seen: state.seen,
             script: state.script,
             down: state.down,
+            echo: state.echo,
+            verifications: state.verifications,
         }
     }
 
@@ -288,6 +300,23 @@ impl Receiver {
             .filter(|d| d.path.ends_with(path_suffix) && d.body["event"] == event)
             .map(|d| d.body)
             .collect()
+    }
+}
+
+/// The Cloud API's verification handshake: the challenge back, or (told
+/// not to echo) a 403 as for a wrong verify token.
+async fn verify(
+    State(st): State<RecvState>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> (StatusCode, String) {
+    st.verifications.lock().unwrap().push(q.clone());
+    let echo = st.echo.load(std::sync::atomic::Ordering::SeqCst);
+    match (q.get("hub.mode").map(String::as_str), echo) {
+        (Some("subscribe"), true) => (
+            StatusCode::OK,
+            q.get("hub.challenge").cloned().unwrap_or_default(),
+        ),
+        _ => (StatusCode::FORBIDDEN, "verify token mismatch".into()),
     }
 }
 
