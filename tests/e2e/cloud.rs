@@ -485,6 +485,17 @@ async fn cloud_webhooks_carry_business_scoped_ids_field_by_field() {
             json!({"voice": true, "mime_type": "audio/ogg; codecs=opus"}),
         ),
         (
+            json!({"type": "audio", "base64": b64(&bytes(8, 3_000)), "mimetype": "audio/mpeg"}),
+            "audio",
+            json!({"voice": false, "mime_type": "audio/mpeg"}),
+        ),
+        (
+            json!({"type": "video", "base64": b64(&bytes(9, 3_000)), "mimetype": "video/mp4",
+                   "caption": "clip"}),
+            "video",
+            json!({"caption": "clip", "mime_type": "video/mp4"}),
+        ),
+        (
             json!({"type": "document", "base64": b64(&bytes(5, 3_000)), "file_name": "inv.pdf",
                    "mimetype": "application/pdf", "caption": "invoice"}),
             "document",
@@ -510,6 +521,14 @@ async fn cloud_webhooks_carry_business_scoped_ids_field_by_field() {
         assert_eq!(msg["type"], kind, "{msg}");
         for (k, want) in fields.as_object().unwrap() {
             assert_eq!(&msg[kind][k], want, "{kind}.{k}: {msg}");
+        }
+        if kind != "location" {
+            let id = msg[kind]["id"].as_str().unwrap_or_default();
+            assert!(id.starts_with("med_"), "{msg}");
+            assert!(
+                msg[kind]["sha256"].is_string() && msg[kind]["url"].is_string(),
+                "{msg}"
+            );
         }
         assert_eq!(msg["from_user_id"], bsuid.as_str(), "{msg}");
     }
