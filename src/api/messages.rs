@@ -365,13 +365,19 @@ pub fn phone_digits(p: &str) -> Option<String> {
 
 /// Mentions as JIDs: a phone number becomes its user JID.
 fn mentions(list: &[String]) -> Result<Vec<String>, ApiError> {
+    people(list, "mentions")
+}
+
+/// People given as phone numbers or JIDs, as JIDs; a bad one is a 400
+/// naming `field[i]`.
+pub(super) fn people(list: &[String], field: &str) -> Result<Vec<String>, ApiError> {
     list.iter()
         .enumerate()
         .map(|(i, v)| match phone_digits(v) {
             Some(d) => Ok(format!("{d}@s.whatsapp.net")),
             None => crate::whatsapp::parse_recipient(v)
                 .map(|j| j.to_string())
-                .map_err(|_| bad(format!("mentions[{i}]: {v:?} is not a phone number or JID"))),
+                .map_err(|_| bad(format!("{field}[{i}]: {v:?} is not a phone number or JID"))),
         })
         .collect()
 }

@@ -6,6 +6,7 @@ mod chats;
 mod cloud;
 mod contacts;
 mod envelope;
+mod groups;
 mod media;
 mod messages;
 mod openapi;
@@ -49,6 +50,17 @@ impl From<SessionError> for ApiError {
             SessionError::BadRequest(_) => StatusCode::BAD_REQUEST,
             SessionError::Store(_) | SessionError::Gone => StatusCode::SERVICE_UNAVAILABLE,
             SessionError::WhatsApp(_) => StatusCode::BAD_GATEWAY,
+            // WhatsApp's own code where it means the same over HTTP: not
+            // allowed (401 not an admin, 403 not a member), unknown,
+            // conflict, gone.
+            SessionError::Refused { code, .. } => match code {
+                400 | 406 => StatusCode::BAD_REQUEST,
+                401 | 403 => StatusCode::FORBIDDEN,
+                404 => StatusCode::NOT_FOUND,
+                409 => StatusCode::CONFLICT,
+                410 => StatusCode::GONE,
+                _ => StatusCode::BAD_GATEWAY,
+            },
         };
         ApiError(status, e.to_string())
     }

@@ -170,6 +170,30 @@ fn media_record() -> Value {
     ])
 }
 
+fn group_view() -> Value {
+    let nullable = |ty: &str| json!({"type": ty, "nullable": true});
+    object(&[
+        ("id", t("string")),
+        ("subject", t("string")),
+        ("description", nullable("string")),
+        ("owner", nullable("string")),
+        ("created_at", nullable("integer")),
+        ("announce", t("boolean")),
+        ("locked", t("boolean")),
+        ("addressing_mode", t("string")),
+        ("size", t("integer")),
+        (
+            "participants",
+            json!({"type": "array", "items": object(&[
+                ("jid", t("string")),
+                ("lid", nullable("string")),
+                ("role", json!({"type": "string", "enum": ["member", "admin", "superadmin"]})),
+            ])}),
+        ),
+        ("invite_link", t("string")),
+    ])
+}
+
 fn outbox_event() -> Value {
     object(&[
         ("id", t("string")),
@@ -495,6 +519,110 @@ pub fn endpoints() -> Vec<Endpoint> {
             get(super::contacts::profile),
         ),
         ep(
+            "get",
+            "/v1/sessions/{name}/groups",
+            "The groups the session's account is in",
+            None,
+            200,
+            Some(object(&[(
+                "groups",
+                json!({"type": "array", "items": group_view()}),
+            )])),
+            get(super::groups::list),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/groups",
+            "Create a group with these participants (the session is its owner)",
+            request::<super::groups::CreateReq>(),
+            201,
+            Some(group_view()),
+            post(super::groups::create),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/groups/join",
+            "Join a group by its invite code or link",
+            request::<super::groups::JoinReq>(),
+            200,
+            Some(object(&[
+                ("id", t("string")),
+                ("pending_approval", t("boolean")),
+            ])),
+            post(super::groups::join),
+        ),
+        ep(
+            "get",
+            "/v1/sessions/{name}/groups/{group}",
+            "A group: subject, description, owner, participants with roles, settings, and the invite link for an admin",
+            None,
+            200,
+            Some(group_view()),
+            get(super::groups::show),
+        ),
+        ep(
+            "patch",
+            "/v1/sessions/{name}/groups/{group}",
+            "Change a group's subject, description, announce (only admins send) or locked (only admins edit)",
+            request::<super::groups::PatchReq>(),
+            200,
+            Some(group_view()),
+            patch(super::groups::update),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/groups/{group}/participants",
+            "Add, remove, promote or demote participants; a result per participant",
+            request::<super::groups::ParticipantsReq>(),
+            200,
+            Some(object(&[(
+                "results",
+                json!({"type": "array", "items": object(&[
+                    ("jid", t("string")),
+                    ("ok", t("boolean")),
+                    ("error", json!({"type": "object", "nullable": true, "properties": {
+                        "code": {"type": "integer", "nullable": true},
+                        "reason": {"type": "string"}}})),
+                ])}),
+            )])),
+            post(super::groups::participants),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/groups/{group}/leave",
+            "Leave a group",
+            None,
+            200,
+            Some(object(&[("id", t("string")), ("left", t("boolean"))])),
+            post(super::groups::leave),
+        ),
+        ep(
+            "get",
+            "/v1/sessions/{name}/groups/{group}/invite",
+            "The group's invite code and link (admins)",
+            None,
+            200,
+            Some(object(&[
+                ("id", t("string")),
+                ("code", t("string")),
+                ("link", t("string")),
+            ])),
+            get(super::groups::invite),
+        ),
+        ep(
+            "post",
+            "/v1/sessions/{name}/groups/{group}/invite/reset",
+            "A new invite link; the old one stops working (admins)",
+            None,
+            200,
+            Some(object(&[
+                ("id", t("string")),
+                ("code", t("string")),
+                ("link", t("string")),
+            ])),
+            post(super::groups::reset_invite),
+        ),
+        ep(
             "post",
             "/v1/sessions/{name}/media",
             "Upload a file (multipart part `file`, or the raw body with its Content-Type) to send later by its id",
@@ -713,6 +841,7 @@ fn path_param(name: &str) -> Value {
         "event_id" => "^[A-Za-z0-9_]{1,64}$",
         "message_id" => "^[A-Za-z0-9._-]{1,128}$",
         "version" => "^v[0-9]{1,4}\\.[0-9]{1,4}$",
+        "group" => "^[0-9]{1,32}(-[0-9]{1,31})?(@g\\.us)?$",
         // A session name (phone number id) or a media id.
         "phone_number_id" | "object_id" => "^[A-Za-z0-9_-]{1,64}$",
         // A phone number, or a user, LID or group JID.

@@ -92,6 +92,10 @@ pub enum SessionError {
     /// No message of this id is remembered (never seen, or older than 30 days).
     #[error("message {0} not found")]
     UnknownMessage(String),
+    /// WhatsApp answered with an error code (401 not an admin, 403 not a
+    /// member, 404 unknown, 409 conflict, 410 gone...).
+    #[error("WhatsApp refused: {code} {text}")]
+    Refused { code: u16, text: String },
 }
 
 struct Entry {
@@ -339,6 +343,16 @@ impl Manager {
     /// A chat action or lookup through a WORKING session.
     pub async fn act(&self, name: &str, action: ChatAction) -> Result<ActionOutcome, SessionError> {
         self.command(name, |reply| Command::Act { action, reply })
+            .await?
+    }
+
+    /// A group operation through a WORKING session.
+    pub async fn group(
+        &self,
+        name: &str,
+        op: crate::whatsapp::GroupOp,
+    ) -> Result<serde_json::Value, SessionError> {
+        self.command(name, |reply| Command::Group { op, reply })
             .await?
     }
 

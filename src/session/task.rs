@@ -59,6 +59,11 @@ pub enum Command {
         action: ChatAction,
         reply: Reply<ActionOutcome>,
     },
+    /// A group operation; answers what the API shows of it.
+    Group {
+        op: crate::whatsapp::GroupOp,
+        reply: Reply<serde_json::Value>,
+    },
     /// Marks read every unread incoming message of `chat` up to `id`.
     ReadUpTo {
         chat: String,
@@ -197,6 +202,27 @@ impl Task {
     /// them over in order; what the store still refuses is kept for the
     /// next checkout.
     async fn emit(&mut self, event: EventKind, payload: serde_json::Value) {
+        self.emit_as(crate::webhook::new_event_id(), event, payload)
+            .await
+    }
+
+    /// The id of a group event: stable for the notification it came from
+    /// (WhatsApp may deliver it again, e.g. after a restart), random when
+    /// the notification had no id.
+    fn group_event_id(&self, key: Option<&str>, payload: &serde_json::Value) -> String {
+        match key {
+            Some(key) => crate::webhook::message_event_id(
+                self.name(),
+                payload["group"].as_str().unwrap_or_default(),
+                "w:gp2",
+                key,
+            ),
+            None => crate::webhook::new_event_id(),
+        }
+    }
+
+    /// Queues an event under `id`: an id queued before is not queued again.
+    async fn emit_as(&mut self, id: String, event: EventKind, payload: serde_json::Value) {
         if self.unsent.len() >= MAX_UNSENT {
             warn!(
                 session = self.name(),
@@ -204,8 +230,7 @@ impl Task {
             );
             self.unsent.pop_front();
         }
-        self.unsent
-            .push_back((crate::webhook::new_event_id(), event, payload));
+        self.unsent.push_back((id, event, payload));
         self.flush_unsent().await;
     }
 
@@ -341,6 +366,13 @@ impl Task {
                 }
                 let r = match self.working_link() {
                     Ok(link) => link.act(action).await.map_err(send_error),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Group { op, reply } => {
+                let r = match self.working_link() {
+                    Ok(link) => link.group(op).await.map_err(send_error),
                     Err(e) => Err(e),
                 };
                 let _ = reply.send(r);
@@ -731,6 +763,15 @@ impl Task {
                 self.emit(EventKind::ContactNumberChanged, payload).await
             }
             WaEvent::Presence(payload) => self.emit(EventKind::Presence, payload).await,
+            WaEvent::GroupParticipants { key, payload } => {
+                let id = self.group_event_id(key.as_deref(), &payload);
+                self.emit_as(id, EventKind::GroupParticipants, payload)
+                    .await
+            }
+            WaEvent::GroupUpdate { key, payload } => {
+                let id = self.group_event_id(key.as_deref(), &payload);
+                self.emit_as(id, EventKind::GroupUpdate, payload).await
+            }
         }
     }
 
@@ -765,6 +806,7 @@ impl Task {
 fn send_error(e: crate::whatsapp::WaError) -> SessionError {
     match e {
         crate::whatsapp::WaError::BadRecipient(_) => SessionError::BadRequest(format!("to: {e}")),
+        crate::whatsapp::WaError::Refused { code, text } => SessionError::Refused { code, text },
         e => SessionError::WhatsApp(e.to_string()),
     }
 }

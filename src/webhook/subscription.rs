@@ -95,11 +95,18 @@ pub enum EventKind {
     /// list it in their events (it is chatty).
     #[serde(rename = "presence")]
     Presence,
+    /// Members of a group added, removed, promoted, demoted, left, joined.
+    #[serde(rename = "group.participants")]
+    GroupParticipants,
+    /// A group's subject, description or settings changed.
+    #[serde(rename = "group.update")]
+    GroupUpdate,
 }
 
 impl EventKind {
     pub const NAMES: &'static str = "message, message.status, message.edited, message.revoked, \
-         message.undecryptable, session.status, call, contact.number_changed, presence";
+         message.undecryptable, session.status, call, contact.number_changed, presence, \
+         group.participants, group.update";
 
     pub fn parse(s: &str) -> Option<Self> {
         match s {
@@ -112,6 +119,8 @@ impl EventKind {
             "call" => Some(Self::Call),
             "contact.number_changed" => Some(Self::ContactNumberChanged),
             "presence" => Some(Self::Presence),
+            "group.participants" => Some(Self::GroupParticipants),
+            "group.update" => Some(Self::GroupUpdate),
             _ => None,
         }
     }
@@ -126,6 +135,8 @@ impl EventKind {
             Self::Call => "call",
             Self::ContactNumberChanged => "contact.number_changed",
             Self::Presence => "presence",
+            Self::GroupParticipants => "group.participants",
+            Self::GroupUpdate => "group.update",
             Self::SessionStatus => "session.status",
         }
     }

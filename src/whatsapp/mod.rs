@@ -6,14 +6,17 @@
 //! - `inbound`: incoming messages translated;
 //! - `outbound`: messages built to send;
 //! - `chat`: chat actions, lookups and the events about contacts;
+//! - `groups`: group operations and the events about groups;
 //! - `media`: downloads and uploads of files.
 
 mod chat;
+mod groups;
 mod inbound;
 mod media;
 mod outbound;
 
 pub use self::chat::{ActionOutcome, CallOffer, ChatAction, NumberCheck, Profile};
+pub use self::groups::{GroupChange, GroupOp, Membership, group_jid};
 use self::inbound::incoming;
 pub use self::inbound::{Change, Contact, IncomingMessage, Location, Media};
 pub use self::media::{DownloadError, MediaLink, MediaRef, MediaType, Uploaded, media_type};
@@ -80,6 +83,17 @@ pub enum WaEvent {
     NumberChanged(serde_json::Value),
     /// A contact types, records, pauses, comes online or goes offline.
     Presence(serde_json::Value),
+    /// Members of a group added, removed, promoted, demoted, left or
+    /// joined. `key` identifies the notification (a stable event id).
+    GroupParticipants {
+        key: Option<String>,
+        payload: serde_json::Value,
+    },
+    /// A group's subject, description or settings changed.
+    GroupUpdate {
+        key: Option<String>,
+        payload: serde_json::Value,
+    },
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -217,6 +231,10 @@ pub enum WaError {
     BadRecipient(String),
     #[error("send failed: {0}")]
     Send(String),
+    /// WhatsApp answered with an error code (e.g. 401 not an admin, 403
+    /// not a member, 404 unknown).
+    #[error("WhatsApp refused: {code} {text}")]
+    Refused { code: u16, text: String },
 }
 
 /// Forwards client events into a channel, translated.
@@ -293,6 +311,7 @@ fn translate(event: &Event) -> Vec<WaEvent> {
                 error: None,
             })]
         }
+        Event::GroupUpdate(u) => groups::translate(u).into_iter().collect(),
         // Messages reach the bridge through the durability hook only.
         other => chat::translate(other).into_iter().collect(),
     }

@@ -10,6 +10,7 @@ mod chats;
 mod cloud;
 mod durability;
 mod formats;
+mod groups;
 mod kinds;
 mod media;
 mod process;

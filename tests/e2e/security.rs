@@ -527,6 +527,15 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
         ("post", "/v1/users/login"),
         ("post", "/v1/users/logout"),
         ("get", "/metrics"),
+        ("get", "/v1/sessions/{name}/groups"),
+        ("post", "/v1/sessions/{name}/groups"),
+        ("post", "/v1/sessions/{name}/groups/join"),
+        ("get", "/v1/sessions/{name}/groups/{group}"),
+        ("patch", "/v1/sessions/{name}/groups/{group}"),
+        ("post", "/v1/sessions/{name}/groups/{group}/participants"),
+        ("post", "/v1/sessions/{name}/groups/{group}/leave"),
+        ("get", "/v1/sessions/{name}/groups/{group}/invite"),
+        ("post", "/v1/sessions/{name}/groups/{group}/invite/reset"),
         ("post", "/{version}/{phone_number_id}/messages"),
         ("post", "/{version}/{phone_number_id}/media"),
         ("get", "/{version}/{object_id}"),
@@ -554,6 +563,7 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
                 .replace("{contact}", "15550001111")
                 .replace("{media_id}", "med_00000000000000000000000000000000")
                 .replace("{version}", "v22.0")
+                .replace("{group}", "120363000000000001")
                 .replace("{phone_number_id}", "nope")
                 .replace("{object_id}", "nope")
         );
