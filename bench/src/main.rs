@@ -15,6 +15,7 @@
 
 mod bare;
 mod child;
+mod groups;
 mod media;
 mod params;
 mod receiver;

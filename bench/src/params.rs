@@ -25,6 +25,8 @@ pub struct Params {
     pub image_bytes: usize,
     /// Bytes of the document sent through the API.
     pub document_bytes: usize,
+    /// Contacts in the group one session sends to.
+    pub group_members: usize,
 }
 
 impl Params {
@@ -40,6 +42,7 @@ impl Params {
             images_per_session: 3,
             image_bytes: 1 << 20,
             document_bytes: 64 << 20,
+            group_members: 100,
         }
     }
 
@@ -56,6 +59,7 @@ impl Params {
             images_per_session: 1,
             image_bytes: 1 << 20,
             document_bytes: 4 << 20,
+            group_members: 10,
         }
     }
 
@@ -78,6 +82,7 @@ impl Params {
                 }
                 "--messages" => p.inbound = value("--messages")?.parse()?,
                 "--idle-secs" => p.idle_secs = value("--idle-secs")?.parse()?,
+                "--group-members" => p.group_members = value("--group-members")?.parse()?,
                 other => bail!("unknown option {other:?}"),
             }
         }

@@ -316,6 +316,12 @@ pub async fn all(p: Params) -> anyhow::Result<()> {
     extend(&mut fig, &json!({"connected_sessions": linked}));
     figure("media_inbound", fig);
 
+    // 7. A group: one message to many members' inboxes.
+    figure(
+        "group_fan_out",
+        crate::groups::group(&api, &sim, p.group_members).await?,
+    );
+
     // 2. Restore: a clean stop, then from process start to all WORKING.
     terminate(&mut bridge).await?;
     let t = Instant::now();

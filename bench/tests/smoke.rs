@@ -33,6 +33,7 @@ fn the_quick_run_prints_every_figure() {
         "outbound",
         "media_inbound",
         "media_send_document",
+        "group_fan_out",
         "restore",
         "rss_per_session",
         "run",

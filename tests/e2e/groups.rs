@@ -179,6 +179,12 @@ async fn a_group_is_made_messaged_and_answered_by_contacts_and_a_second_session(
     assert_eq!(p["is_group"], true, "{p}");
     assert_eq!(p["push_name"], "Cleo", "{p}");
     assert_eq!(p["reply_to"], first.as_str(), "{p}");
+    for c in [C2, C3] {
+        let id = contact_sends(&sim, c, json!({"to": gid, "text": format!("{c} here")})).await;
+        let e = event(&rx, "g1", "message", |p| p["id"] == id.as_str()).await;
+        assert_eq!(e["payload"]["from"], jid(c), "{e}");
+        assert_eq!(e["payload"]["chat"], gid.as_str(), "{e}");
+    }
     let mine = send(&bridge, "g2", json!({"to": gid, "text": "me too"})).await;
     let e = event(&rx, "g1", "message", |p| p["id"] == mine.as_str()).await;
     assert_eq!(e["payload"]["from"], jid(OTHER), "{e}");
@@ -192,6 +198,36 @@ async fn a_group_is_made_messaged_and_answered_by_contacts_and_a_second_session(
     )
     .await;
     assert_eq!(in_inbox(&sim, C3, &loc).await["type"], "location");
+    let image = crate::media::bytes(21, 8_000);
+    let pic = send(
+        &bridge,
+        "g1",
+        json!({"to": gid, "type": "image", "base64": crate::media::b64(&image), "caption": "plan"}),
+    )
+    .await;
+    let e = in_inbox(&sim, C2, &pic).await;
+    assert_eq!(e["type"], "image", "{e}");
+    assert_eq!(e["sha256"], crate::media::sha_hex(&image), "{e}");
+
+    // In the Cloud format a group message carries group_id.
+    let (s, v) = call(
+        &bridge,
+        "PATCH",
+        "/v1/sessions/g1",
+        Some(json!({"webhook_format": "cloud"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let cloudy = contact_sends(&sim, C2, json!({"to": gid, "text": "cloud?"})).await;
+    let m = eventually(WAIT, "the cloud group message", || async {
+        rx.deliveries().into_iter().find_map(|d| {
+            let m = d.body["entry"][0]["changes"][0]["value"]["messages"][0].clone();
+            (m["id"] == cloudy.as_str()).then_some(m)
+        })
+    })
+    .await;
+    assert_eq!(m["group_id"], gid.as_str(), "{m}");
+    assert_eq!(m["from"], C2, "{m}");
     let (s, v) = call(
         &bridge,
         "POST",
