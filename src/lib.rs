@@ -197,6 +197,8 @@ impl App {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        // Live event streams never end by themselves.
+        self.webhooks.close_live();
         if let Some(server) = self.server.take() {
             let _ = server.await;
         }

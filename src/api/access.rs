@@ -82,6 +82,7 @@ fn checks_body(template: &str) -> bool {
             | "/v1/media/{media_id}"
             | "/v1/media/{media_id}/file"
             | "/{version}/{object_id}"
+            | "/v1/events"
     )
 }
 

@@ -6,6 +6,7 @@ mod chats;
 mod cloud;
 mod contacts;
 mod envelope;
+mod events;
 mod groups;
 mod media;
 mod messages;

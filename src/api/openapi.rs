@@ -520,6 +520,15 @@ pub fn endpoints() -> Vec<Endpoint> {
         ),
         ep(
             "get",
+            "/v1/events",
+            "Every event the webhooks carry, live, as Server-Sent Events (event: the kind, id: the event id, data: the native envelope); ?session= keeps one session's. A live view, not a queue",
+            None,
+            200,
+            None,
+            get(super::events::stream),
+        ),
+        ep(
+            "get",
             "/v1/sessions/{name}/groups",
             "The groups the session's account is in",
             None,
@@ -933,6 +942,8 @@ pub fn build() -> Value {
             }
         } else if e.path.contains("qr") {
             ok["content"] = json!({"image/png": png});
+        } else if e.path == "/v1/events" {
+            ok["content"] = json!({"text/event-stream": {"schema": {"type": "string"}}});
         } else if e.path == "/metrics" {
             ok["content"] = json!({"text/plain": {"schema": {"type": "string"}}});
         } else if e.path.ends_with("/file") {
@@ -957,6 +968,10 @@ pub fn build() -> Value {
         }
         if !params.is_empty() {
             op["parameters"] = json!(params);
+        }
+        if e.path == "/v1/events" {
+            op["parameters"] = json!([{"name": "session", "in": "query", "required": false,
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}]);
         }
         if let Some(schema) = &e.request {
             let mut schema = schema.clone();

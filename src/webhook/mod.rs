@@ -92,7 +92,13 @@ struct Inner {
     /// Each session's webhook settings as last seen, so that delivery does
     /// not depend on reading the registry back (Redis may have lost it).
     subscriptions: Mutex<HashMap<String, Subscription>>,
+    /// The live view of every event (`GET /v1/events`): taken away at
+    /// shutdown, which ends every stream.
+    live: Mutex<Option<tokio::sync::broadcast::Sender<Arc<Value>>>>,
 }
+
+/// Events a live reader may fall behind by before it is dropped.
+const LIVE_BUFFER: usize = 1024;
 
 struct Worker {
     notify: Arc<Notify>,
@@ -124,6 +130,7 @@ impl Webhooks {
                 workers: Mutex::new(HashMap::new()),
                 closed: std::sync::atomic::AtomicBool::new(false),
                 subscriptions: Mutex::new(HashMap::new()),
+                live: Mutex::new(Some(tokio::sync::broadcast::channel(LIVE_BUFFER).0)),
             }),
         }
     }
@@ -138,6 +145,50 @@ impl Webhooks {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// A live view of every event from now on, in the native envelope; not
+    /// durable (a reader that falls behind by more than 1,024 events gets
+    /// `Lagged`). `None` once the bridge is shutting down.
+    pub fn live(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<Value>>> {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|tx| tx.subscribe())
+    }
+
+    /// Ends every live view (their streams finish, so the HTTP server's
+    /// graceful shutdown is not held up by them).
+    pub fn close_live(&self) {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
+
+    /// A copy of an event for the live view, only when someone is watching
+    /// (so that events cost nothing more when nobody is).
+    fn watched(&self, body: &Value) -> Option<Arc<Value>> {
+        let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.as_ref()
+            .filter(|tx| tx.receiver_count() > 0)
+            .map(|_| Arc::new(body.clone()))
+    }
+
+    fn publish(&self, copy: Option<Arc<Value>>) {
+        let Some(copy) = copy else { return };
+        if let Some(tx) = self
+            .inner
+            .live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = tx.send(copy);
+        }
     }
 
     /// Shutting down: no new events are taken.
@@ -226,14 +277,6 @@ impl Webhooks {
             ));
         }
         self.set_subscription(session, sub);
-        if self.resolve_url(session, sub.url.as_deref()).is_none() {
-            debug!(session, ?event, "no webhook URL: event not queued");
-            return Ok(());
-        }
-        if !sub.wants(event) {
-            debug!(session, ?event, "not subscribed: event not queued");
-            return Ok(());
-        }
         let id = id.unwrap_or_else(new_event_id);
         let body = json!({
             "id": id,
@@ -243,6 +286,18 @@ impl Webhooks {
             "timestamp": now_ms(),
             "payload": payload,
         });
+        // The live view has every event, whatever the webhook takes.
+        if self.resolve_url(session, sub.url.as_deref()).is_none() {
+            debug!(session, ?event, "no webhook URL: event not queued");
+            self.publish(self.watched(&body));
+            return Ok(());
+        }
+        if !sub.wants(event) {
+            debug!(session, ?event, "not subscribed: event not queued");
+            self.publish(self.watched(&body));
+            return Ok(());
+        }
+        let copy = self.watched(&body);
         let ev = OutboxEvent {
             id: id.clone(),
             session: session.to_string(),
@@ -256,6 +311,7 @@ impl Webhooks {
         };
         if self.inner.store.outbox_push(ev).await? {
             self.wake(session);
+            self.publish(copy);
         } else {
             debug!(session, id, "duplicate event skipped");
         }

@@ -9,6 +9,7 @@ mod bridge;
 mod chats;
 mod cloud;
 mod durability;
+mod events;
 mod formats;
 mod groups;
 mod kinds;

@@ -527,6 +527,7 @@ async fn the_openapi_document_is_valid_and_covers_every_route() {
         ("post", "/v1/users/login"),
         ("post", "/v1/users/logout"),
         ("get", "/metrics"),
+        ("get", "/v1/events"),
         ("get", "/v1/sessions/{name}/groups"),
         ("post", "/v1/sessions/{name}/groups"),
         ("post", "/v1/sessions/{name}/groups/join"),

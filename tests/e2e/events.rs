@@ -1,0 +1,205 @@
+//! `GET /v1/events` read as a plain client: the events of a linked session,
+//! in order, as they happen; filters and the scope of session keys.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const ME: &str = "15550008801";
+const CONTACT: &str = "15550008802";
+
+/// Server-Sent Events read off a response: (event, id, data as JSON).
+struct SseReader {
+    body: reqwest::Response,
+    buf: String,
+}
+
+impl SseReader {
+    fn new(r: reqwest::Response) -> Self {
+        Self {
+            body: r,
+            buf: String::new(),
+        }
+    }
+
+    /// The next event (comments, the keep-alives, skipped).
+    async fn next(&mut self) -> (String, String, Value) {
+        loop {
+            if let Some(at) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..at + 2).collect();
+                let (mut event, mut id, mut data) = (String::new(), String::new(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if event.is_empty() && data.is_empty() {
+                    continue;
+                }
+                return (
+                    event,
+                    id,
+                    serde_json::from_str(&data).unwrap_or(Value::Null),
+                );
+            }
+            let chunk = within(Duration::from_secs(10), self.body.chunk())
+                .await
+                .expect("a chunk")
+                .expect("the stream is open");
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_carries_a_sessions_events_in_order() {
+    let sim = sim().await;
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&sim, dir.path(), &StoreKind::Embedded)).await;
+    let r = bridge.get("/v1/events?session=ev1").await;
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let mut ev1 = SseReader::new(r);
+    let mut all = SseReader::new(bridge.get("/v1/events").await);
+    bridge
+        .link(&sim, "ev1", &format!("{}ev1", rx.url), ME)
+        .await;
+
+    // The session's states as it links, then messages in order.
+    let mut states = Vec::new();
+    while states.last().map(String::as_str) != Some("WORKING") {
+        let (event, id, data) = ev1.next().await;
+        assert_eq!(event, "session.status", "{data}");
+        assert_eq!(data["id"], id.as_str());
+        assert_eq!(data["session"], "ev1");
+        states.push(data["payload"]["status"].as_str().unwrap().to_string());
+    }
+    assert!(states.contains(&"SCAN_QR_CODE".to_string()), "{states:?}");
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        sent.push(contact_sends(&sim, CONTACT, json!({"to": ME, "text": format!("m{i}")})).await);
+    }
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let (event, _, data) = ev1.next().await;
+        if event == "message" {
+            assert_eq!(data["payload"]["from"], format!("{CONTACT}@s.whatsapp.net"));
+            got.push(data["payload"]["id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(got, sent, "in order");
+    // The unfiltered stream had them too, after the session's states.
+    let mut seen = 0;
+    while seen < 5 {
+        let (event, _, data) = all.next().await;
+        if event == "message" && data["session"] == "ev1" {
+            assert_eq!(data["payload"]["id"], sent[seen].as_str());
+            seen += 1;
+        }
+    }
+
+    // An event the webhook does not take is still on the stream.
+    let r = bridge
+        .patch(
+            "/v1/sessions/ev1",
+            json!({"webhook_events": ["session.status"]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let late = contact_sends(&sim, CONTACT, json!({"to": ME, "text": "late"})).await;
+    loop {
+        let (event, _, data) = ev1.next().await;
+        if event == "message" {
+            assert_eq!(data["payload"]["id"], late.as_str());
+            break;
+        }
+    }
+    assert!(
+        rx.of("ev1", "message")
+            .iter()
+            .all(|e| e["payload"]["id"] != late.as_str())
+    );
+
+    // Bad filters are 400s naming the field.
+    let r = bridge.get("/v1/events?session=no%20such").await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["errors"][0]["details"]
+            .as_str()
+            .unwrap()
+            .starts_with("session:"),
+        "{v}"
+    );
+    // Shutting down ends the streams (the shutdown is not held up).
+    within(Duration::from_secs(15), bridge.stop()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_key_streams_only_its_own_session() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&sim, dir.path(), &StoreKind::Embedded);
+    cfg.auth.api_keys = vec![wapi::config::Secret("events-admin-key-0123".into())];
+    let bridge = Bridge::start(cfg).await;
+    let admin = |r: reqwest::RequestBuilder| r.header("x-api-key", "events-admin-key-0123");
+    for n in ["k1", "k2"] {
+        let r = admin(bridge.http.post(format!("{}/v1/sessions", bridge.base)))
+            .json(&json!({"name": n, "start": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let key: Value = admin(
+        bridge
+            .http
+            .post(format!("{}/v1/sessions/k1/keys", bridge.base)),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let key = key["key"].as_str().unwrap().to_string();
+    let get = |path: &str| {
+        bridge
+            .http
+            .get(format!("{}{path}", bridge.base))
+            .header("x-api-key", key.clone())
+            .send()
+    };
+    assert_eq!(get("/v1/events?session=k2").await.unwrap().status(), 403);
+    let r = get("/v1/events").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut mine = SseReader::new(r);
+    // k2 starts, then k1: the key's stream shows only k1's events.
+    for n in ["k2", "k1"] {
+        let r = admin(
+            bridge
+                .http
+                .post(format!("{}/v1/sessions/{n}/start", bridge.base)),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let (event, _, data) = mine.next().await;
+    assert_eq!(event, "session.status");
+    assert_eq!(data["session"], "k1", "{data}");
+    bridge.stop().await;
+}
