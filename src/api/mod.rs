@@ -461,14 +461,49 @@ fn png_response(png: &[u8]) -> Response {
     ([(header::CONTENT_TYPE, "image/png")], png.to_vec()).into_response()
 }
 
+/// A status as the API writes it (`SCAN_QR_CODE`).
+fn status_name(s: Status) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Why a session has no QR code to show (404): what it is doing instead.
+fn no_qr(v: &SessionView) -> ApiError {
+    let n = &v.name;
+    let why = match (v.status, v.reason.as_deref()) {
+        (Status::Starting | Status::Reconnecting, Some(r)) => {
+            format!("not yet: the session is connecting to WhatsApp and {r}")
+        }
+        (Status::Starting | Status::Reconnecting, None) => {
+            "not yet: the session is connecting to WhatsApp; the QR code comes once it is connected"
+                .to_string()
+        }
+        (Status::Working, _) => "the session is linked (WORKING)".to_string(),
+        (Status::Stopped | Status::LoggedOut, _) => {
+            format!(
+                "the session is {}: start it to get a QR code",
+                status_name(v.status)
+            )
+        }
+        (status, reason) => format!(
+            "the session is {} ({}): restart it to get a QR code",
+            status_name(status),
+            reason.unwrap_or("no reason given")
+        ),
+    };
+    ApiError(
+        StatusCode::NOT_FOUND,
+        format!("session {n} has no QR code: {why}"),
+    )
+}
+
 async fn qr_png(State(m): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     let v = m.view(name(&id)?)?;
-    match v.qr {
+    match &v.qr {
         Some(qr) => Ok(png_response(&qr.png)),
-        None => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("session {id} has no QR code"),
-        )),
+        None => Err(no_qr(&v)),
     }
 }
 
@@ -503,11 +538,7 @@ async fn connection_info(State(m): Shared, Path(id): Path<String>) -> Result<Res
 fn sessions_by_status(m: &Manager) -> std::collections::BTreeMap<String, u64> {
     let mut counts = std::collections::BTreeMap::new();
     for v in m.list() {
-        let key = serde_json::to_value(v.status)
-            .ok()
-            .and_then(|s| s.as_str().map(str::to_string))
-            .unwrap_or_default();
-        *counts.entry(key).or_default() += 1;
+        *counts.entry(status_name(v.status)).or_default() += 1;
     }
     counts
 }
@@ -674,11 +705,9 @@ async fn qr(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let n = name(&n)?;
-    let Some(qr) = m.view(n)?.qr else {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("session {n} has no QR code"),
-        ));
+    let v = m.view(n)?;
+    let Some(qr) = v.qr.clone() else {
+        return Err(no_qr(&v));
     };
     let wants_json = headers
         .get(header::ACCEPT)

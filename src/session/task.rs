@@ -99,6 +99,11 @@ struct Task {
     /// first, each under the id it keeps until it is queued.
     unsent: std::collections::VecDeque<(String, EventKind, serde_json::Value)>,
     unread: Unread,
+    /// When to find out why the client has not connected yet (armed when a
+    /// client starts or loses its connection, for the connection timeout).
+    diagnose_at: Option<tokio::time::Instant>,
+    /// A reachability probe under way: what it found, as a reason.
+    probe: Option<oneshot::Receiver<String>>,
 }
 
 /// Events kept while the store is unreachable; beyond this the oldest go
@@ -116,6 +121,8 @@ pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedRece
         gave_back: Arc::new(AtomicBool::new(false)),
         unsent: std::collections::VecDeque::new(),
         unread: Unread::default(),
+        diagnose_at: None,
+        probe: None,
     };
     t.ctx.webhooks.set_subscription(&t.rec.name, &t.rec.webhook);
     loop {
@@ -127,7 +134,23 @@ pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedRece
                 }
             }
             Some(ev) = next_event(&mut t.events) => t.on_event(ev).await,
+            _ = until(t.diagnose_at) => t.diagnose(),
+            Some(reason) = next_probe(&mut t.probe) => t.diagnosed(reason).await,
         }
+    }
+}
+
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_probe(probe: &mut Option<oneshot::Receiver<String>>) -> Option<String> {
+    match probe {
+        Some(rx) => rx.await.ok(),
+        None => std::future::pending().await,
     }
 }
 
@@ -451,7 +474,16 @@ impl Task {
         if self.link.is_some() {
             return;
         }
-        self.set_status(Status::Starting, None).await;
+        // A client rebuilt because the last could not connect keeps saying
+        // why until it connects.
+        let reason = {
+            let v = self.ctx.view.read().unwrap_or_else(|p| p.into_inner());
+            matches!(v.status, Status::Starting | Status::Reconnecting)
+                .then(|| v.reason.clone())
+                .flatten()
+        };
+        self.set_status(Status::Starting, reason.as_deref()).await;
+        self.arm_diagnosis();
         for dir in [self.ctx.cfg.sessions_dir(), self.ctx.cfg.qr_dir()] {
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 warn!("cannot create {}: {e}", dir.display());
@@ -542,7 +574,54 @@ impl Task {
         }
     }
 
+    fn arm_diagnosis(&mut self) {
+        if self.diagnose_at.is_none() {
+            self.diagnose_at = Some(tokio::time::Instant::now() + self.ctx.cfg.connection_timeout);
+        }
+    }
+
+    fn disarm_diagnosis(&mut self) {
+        self.diagnose_at = None;
+        self.probe = None;
+    }
+
+    /// The client has not connected within the connection timeout: find
+    /// out whether WhatsApp can be reached at all, off the task.
+    fn diagnose(&mut self) {
+        self.diagnose_at = None;
+        if !matches!(self.status(), Status::Starting | Status::Reconnecting) {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        let url = self.ctx.cfg.whatsapp_url.clone();
+        let waited = self.ctx.cfg.connection_timeout;
+        tokio::spawn(async move {
+            let reason = match crate::whatsapp::reachable(&url).await {
+                Err(e) => format!("cannot reach WhatsApp at {url}: {e}"),
+                Ok(()) => format!(
+                    "WhatsApp at {url} accepts connections, but the client has not logged in after {} s",
+                    waited.as_secs()
+                ),
+            };
+            let _ = tx.send(reason);
+        });
+        self.probe = Some(rx);
+    }
+
+    /// The probe's finding becomes the session's reason (API, events, page),
+    /// and is checked again after another timeout.
+    async fn diagnosed(&mut self, reason: String) {
+        self.probe = None;
+        let status = self.status();
+        if matches!(status, Status::Starting | Status::Reconnecting) {
+            warn!(session = self.name(), reason, "not connected");
+            self.set_status(status, Some(&reason)).await;
+            self.arm_diagnosis();
+        }
+    }
+
     async fn stop_link(&mut self) {
+        self.disarm_diagnosis();
         self.abandon_pair_code();
         self.ctx.webhooks.media().attach(self.name(), None);
         if let Some(mut link) = self.link.take() {
@@ -674,7 +753,10 @@ impl Task {
 
     async fn on_event(&mut self, ev: WaEvent) {
         match ev {
-            WaEvent::Qr { code, timeout } => self.show_qr(code, timeout).await,
+            WaEvent::Qr { code, timeout } => {
+                self.disarm_diagnosis();
+                self.show_qr(code, timeout).await
+            }
             WaEvent::QrExhausted => {
                 self.stop_link().await;
                 self.set_status(Status::Failed, Some("qr_exhausted")).await;
@@ -691,6 +773,7 @@ impl Task {
                 self.update(|v| v.jid = Some(jid));
             }
             WaEvent::Connected { .. } => {
+                self.disarm_diagnosis();
                 let (jid, push_name) = match &self.link {
                     Some(l) => (l.jid(), l.push_name()),
                     None => (None, None),
@@ -718,6 +801,7 @@ impl Task {
                 if self.status() == Status::Working {
                     self.set_status(Status::Reconnecting, None).await;
                 }
+                self.arm_diagnosis();
             }
             WaEvent::LoggedOut { reason } => {
                 info!(session = self.name(), reason, "logged out by WhatsApp");

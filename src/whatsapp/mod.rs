@@ -324,6 +324,24 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// Whether WhatsApp's endpoint takes a TCP connection at all (the client
+/// only logs why it cannot connect): the error otherwise, in words.
+pub async fn reachable(url: &str) -> Result<(), String> {
+    let u = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let host = u.host_str().ok_or("the URL has no host")?.to_string();
+    let port = u.port_or_known_default().unwrap_or(443);
+    match tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::net::TcpStream::connect((host.as_str(), port)),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("{host}:{port} did not answer within 5 s")),
+    }
+}
+
 /// How to reach WhatsApp and where the session file is.
 pub struct LinkOptions<'a> {
     pub session_file: &'a Path,

@@ -203,3 +203,60 @@ async fn a_session_key_streams_only_its_own_session() {
     assert_eq!(data["session"], "k1", "{data}");
     bridge.stop().await;
 }
+
+/// With WhatsApp unreachable, a session says why within the connection
+/// timeout: its status's reason (API and events alike), and the QR route's
+/// 404 says why there is no QR code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_cannot_reach_whatsapp_says_why() {
+    let sim = sim().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&sim, dir.path(), &StoreKind::Embedded);
+    // Nothing listens there.
+    cfg.whatsapp_url = format!("ws://127.0.0.1:{}/ws/chat", port());
+    cfg.connection_timeout = Duration::from_secs(2);
+    let bridge = Bridge::start(cfg).await;
+    let mut stream = SseReader::new(bridge.get("/v1/events?session=u1").await);
+    let r = bridge
+        .post("/register-session/", json!({"session_id": "u1"}))
+        .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "STARTING", "{v}");
+    let r = bridge.get("/get-qr-code/u1/").await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("connecting to WhatsApp"),
+        "{v}"
+    );
+    let info = eventually(Duration::from_secs(10), "a reason", || async {
+        let v = bridge.json("/get-session-info/u1/").await;
+        v["reason"].is_string().then_some(v)
+    })
+    .await;
+    assert_eq!(info["status"], "STARTING", "{info}");
+    let reason = info["reason"].as_str().unwrap().to_string();
+    assert!(reason.contains("cannot reach WhatsApp"), "{reason}");
+    assert!(reason.to_lowercase().contains("refused"), "{reason}");
+    let r = bridge.get("/v1/sessions/u1/qr").await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["errors"][0]["details"]
+            .as_str()
+            .unwrap()
+            .contains(&reason),
+        "{v}"
+    );
+    // The same reason on the event stream.
+    loop {
+        let (event, _, data) = stream.next().await;
+        if event == "session.status" && data["payload"]["reason"] == reason.as_str() {
+            break;
+        }
+    }
+    bridge.stop().await;
+}
