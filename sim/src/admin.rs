@@ -317,6 +317,7 @@ async fn devices(State(w): Shared) -> axum::Json<Value> {
                 "phone": a.phone,
                 "push_name": a.push_name,
                 "connected": d.conn.is_some(),
+                "logins": d.logins,
             }));
         }
     }

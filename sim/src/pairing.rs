@@ -177,6 +177,7 @@ async fn link(
             key_index: target.key_index,
             push_name: target.push_name.clone(),
             conn: None,
+            logins: 0,
             queue: VecDeque::new(),
             flushed: false,
         };

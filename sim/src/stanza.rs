@@ -124,6 +124,9 @@ fn login(
         conn.send_final(failure("401"));
         return Peer::Rejected;
     };
+    dev.logins += 1;
+    // A second login of the same device takes over: the first connection
+    // gets WhatsApp's `conflict`/`replaced` stream error.
     if let Some(old) = dev.conn.replace(conn.clone()) {
         old.send_final(
             NodeBuilder::new("stream:error")

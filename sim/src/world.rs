@@ -119,6 +119,9 @@ pub struct Device {
     pub key_index: u32,
     pub push_name: String,
     pub conn: Option<ConnHandle>,
+    /// How many times the device has logged in (a client that reconnects
+    /// in a loop shows here).
+    pub logins: u64,
     /// Stanzas for this device not yet acknowledged by it, oldest first.
     /// Sent on every connect until acknowledged, as WhatsApp's offline queue.
     pub queue: VecDeque<Node>,

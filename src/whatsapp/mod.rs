@@ -275,6 +275,10 @@ fn translate(event: &Event) -> Vec<WaEvent> {
         Event::ClientOutdated(_) => vec![WaEvent::Failed {
             reason: "client_outdated",
         }],
+        // Another client took over this device (WhatsApp's `conflict`
+        // `replaced`): fighting back would make the two take turns kicking
+        // each other off; a person decides (start or restart resumes).
+        Event::StreamReplaced(_) => vec![WaEvent::Failed { reason: "replaced" }],
         Event::ServerAck(a) if a.class.as_deref() == Some("message") => {
             vec![WaEvent::Status(MessageStatus {
                 ids: vec![a.id.clone()],

@@ -260,3 +260,62 @@ async fn a_session_that_cannot_reach_whatsapp_says_why() {
     }
     bridge.stop().await;
 }
+
+/// The device's logins as wa-sim counted them.
+async fn logins(sim: &wa_sim::SimHandle, phone: &str) -> u64 {
+    let v: Value = reqwest::get(format!("{}/devices", sim.admin_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["phone"] == phone)
+        .and_then(|d| d["logins"].as_u64())
+        .expect("the device")
+}
+
+/// Another client takes the device over (WhatsApp's `conflict`): the
+/// session is FAILED `replaced` and the checkout does not fight back; a
+/// start resumes it without a scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_session_fails_and_does_not_fight_back() {
+    const PHONE: &str = "15550008811";
+    let sim = sim().await;
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Checkouts every second (the test config) and a client rebuilt after
+    // a second without a connection: a loop would show at once.
+    let mut cfg = config(&sim, dir.path(), &StoreKind::Embedded);
+    cfg.connection_timeout = Duration::from_secs(1);
+    let bridge = Bridge::start(cfg).await;
+    bridge
+        .link(&sim, "r1", &format!("{}r1", rx.url), PHONE)
+        .await;
+    let before = logins(&sim, PHONE).await;
+    let r = admin_post(
+        &sim,
+        &format!("/devices/{PHONE}%3A1%40s.whatsapp.net/stream-error"),
+        json!({"code": "409"}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    let v = bridge.wait_status("r1", "FAILED").await;
+    assert_eq!(v["reason"], "replaced", "{v}");
+    // Over several checkouts nothing logs in again.
+    let window = tokio::time::Instant::now() + Duration::from_millis(3500);
+    while tokio::time::Instant::now() < window {
+        let v = bridge.json("/get-session-info/r1/").await;
+        assert_eq!(v["status"], "FAILED", "{v}");
+        assert_eq!(logins(&sim, PHONE).await, before, "no reconnection");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let r = bridge.post("/v1/sessions/r1/start", json!({})).await;
+    assert_eq!(r.status(), 200);
+    bridge.wait_status("r1", "WORKING").await;
+    assert_eq!(logins(&sim, PHONE).await, before + 1);
+    bridge.stop().await;
+}
