@@ -549,10 +549,24 @@ async fn health(State(m): Shared) -> Response {
     let store = tokio::time::timeout(std::time::Duration::from_secs(3), m.store().ping()).await;
     let store_ok = matches!(store, Ok(Ok(())));
     let counts = sessions_by_status(&m);
+    // The same numbers /metrics has: events waiting, and what became of
+    // those posted since the bridge started.
+    let queued = if store_ok {
+        queue_depth(&m).await
+    } else {
+        None
+    };
+    let outcome = |o: &str| m.metrics().deliveries.with_label_values(&[o]).get();
     let body = json!({
         "ok": store_ok,
         "store": if store_ok { "ok" } else { "unreachable" },
         "sessions": counts,
+        "queued": queued,
+        "deliveries": {
+            "delivered": outcome("delivered"),
+            "retried": outcome("retried"),
+            "dead": outcome("dead"),
+        },
     });
     let status = if store_ok {
         StatusCode::OK
@@ -563,16 +577,21 @@ async fn health(State(m): Shared) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-/// Prometheus text format.
-async fn metrics(State(m): Shared) -> Response {
-    let mut queued = 0i64;
-    if let Ok(sessions) = m.store().outbox_sessions().await {
-        for s in sessions {
-            if let Ok(c) = m.store().outbox_counts(&s).await {
-                queued += c.pending as i64;
-            }
+/// Events waiting in every session's outbox; `None` when the store does not
+/// say.
+async fn queue_depth(m: &Manager) -> Option<u64> {
+    let mut queued = 0;
+    for s in m.store().outbox_sessions().await.ok()? {
+        if let Ok(c) = m.store().outbox_counts(&s).await {
+            queued += c.pending;
         }
     }
+    Some(queued)
+}
+
+/// Prometheus text format.
+async fn metrics(State(m): Shared) -> Response {
+    let queued = queue_depth(&m).await.unwrap_or(0) as i64;
     let by_status: Vec<(String, i64)> = sessions_by_status(&m)
         .into_iter()
         .map(|(k, n)| (k, n as i64))

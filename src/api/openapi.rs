@@ -302,6 +302,15 @@ pub fn endpoints() -> Vec<Endpoint> {
                 ("ok", t("boolean")),
                 ("store", t("string")),
                 ("sessions", t("object")),
+                ("queued", json!({"type": "integer", "nullable": true})),
+                (
+                    "deliveries",
+                    object(&[
+                        ("delivered", t("integer")),
+                        ("retried", t("integer")),
+                        ("dead", t("integer")),
+                    ]),
+                ),
             ])),
             get(health),
         ),

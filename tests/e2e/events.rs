@@ -110,6 +110,14 @@ async fn the_event_stream_carries_a_sessions_events_in_order() {
         }
     }
 
+    // Health has the queue and what became of the posts.
+    bridge.drained("ev1").await;
+    let h = bridge.json("/v1/health").await;
+    assert_eq!(h["queued"], 0, "{h}");
+    assert!(h["deliveries"]["delivered"].as_u64().unwrap() >= 5, "{h}");
+    assert_eq!(h["deliveries"]["dead"], 0, "{h}");
+    assert_eq!(h["sessions"]["WORKING"], 1, "{h}");
+
     // An event the webhook does not take is still on the stream.
     let r = bridge
         .patch(
