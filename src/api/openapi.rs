@@ -229,6 +229,11 @@ fn ep(
 
 pub fn endpoints() -> Vec<Endpoint> {
     let replayed = object(&[("replayed", t("integer"))]);
+    let invite = object(&[
+        ("id", t("string")),
+        ("code", t("string")),
+        ("link", t("string")),
+    ]);
     vec![
         ep(
             "post",
@@ -620,11 +625,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "The group's invite code and link (admins)",
             None,
             200,
-            Some(object(&[
-                ("id", t("string")),
-                ("code", t("string")),
-                ("link", t("string")),
-            ])),
+            Some(invite.clone()),
             get(super::groups::invite),
         ),
         ep(
@@ -633,11 +634,7 @@ pub fn endpoints() -> Vec<Endpoint> {
             "A new invite link; the old one stops working (admins)",
             None,
             200,
-            Some(object(&[
-                ("id", t("string")),
-                ("code", t("string")),
-                ("link", t("string")),
-            ])),
+            Some(invite),
             post(super::groups::reset_invite),
         ),
         ep(

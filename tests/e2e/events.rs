@@ -163,26 +163,7 @@ async fn a_session_key_streams_only_its_own_session() {
     cfg.auth.api_keys = vec![wapi::config::Secret("events-admin-key-0123".into())];
     let bridge = Bridge::start(cfg).await;
     let admin = |r: reqwest::RequestBuilder| r.header("x-api-key", "events-admin-key-0123");
-    for n in ["k1", "k2"] {
-        let r = admin(bridge.http.post(format!("{}/v1/sessions", bridge.base)))
-            .json(&json!({"name": n, "start": false}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-    }
-    let key: Value = admin(
-        bridge
-            .http
-            .post(format!("{}/v1/sessions/k1/keys", bridge.base)),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let key = key["key"].as_str().unwrap().to_string();
+    let key = sessions_and_key(&bridge, "events-admin-key-0123", &["k1", "k2"]).await;
     let get = |path: &str| {
         bridge
             .http

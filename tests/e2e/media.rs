@@ -542,26 +542,8 @@ async fn bad_media_input_gets_a_4xx_naming_the_field() {
     cfg.auth.api_keys = vec![wapi::config::Secret("admin-key-0123456789".into())];
     let bridge = Bridge::start(cfg).await;
     let admin = |rb: reqwest::RequestBuilder| rb.header("x-api-key", "admin-key-0123456789");
-    for name in ["p1", "p2"] {
-        let r = admin(bridge.http.post(format!("{}/v1/sessions", bridge.base)))
-            .json(&json!({"name": name, "start": false}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-    }
-    let key: Value = admin(
-        bridge
-            .http
-            .post(format!("{}/v1/sessions/p2/keys", bridge.base)),
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let key = key["key"].as_str().unwrap().to_string();
+    // A key of p2 (p1 is another session it must not reach).
+    let key = sessions_and_key(&bridge, "admin-key-0123456789", &["p2", "p1"]).await;
     let up: Value = admin(
         bridge
             .http

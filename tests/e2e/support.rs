@@ -517,6 +517,33 @@ impl Api {
     }
 }
 
+/// With the admin key `admin`: creates the (unstarted) sessions `names`
+/// and returns a session key for the first.
+pub async fn sessions_and_key(bridge: &Bridge, admin: &str, names: &[&str]) -> String {
+    for name in names {
+        let r = bridge
+            .http
+            .post(format!("{}/v1/sessions", bridge.base))
+            .header("x-api-key", admin)
+            .json(&serde_json::json!({"name": name, "start": false}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "create {name}");
+    }
+    let key: Value = bridge
+        .http
+        .post(format!("{}/v1/sessions/{}/keys", bridge.base, names[0]))
+        .header("x-api-key", admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    key["key"].as_str().unwrap().to_string()
+}
+
 /// Reads the QR string back out of a PNG, as a phone's camera would.
 pub fn decode_qr(png: &[u8]) -> String {
     let img = image::load_from_memory(png).expect("a PNG").to_luma8();
