@@ -318,6 +318,7 @@ async fn devices(State(w): Shared) -> axum::Json<Value> {
                 "push_name": a.push_name,
                 "connected": d.conn.is_some(),
                 "logins": d.logins,
+                "version": d.version.map(|v| v.to_string()),
             }));
         }
     }

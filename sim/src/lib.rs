@@ -44,6 +44,7 @@ mod routing;
 mod sender_keys;
 mod signal;
 mod stanza;
+pub mod version;
 mod world;
 
 use std::net::SocketAddr;
@@ -78,9 +79,9 @@ pub struct Simulator;
 
 impl Simulator {
     /// Binds `addr` (port 0 for a free port) and serves the WebSocket
-    /// endpoint `/ws/chat` and the admin API `/admin/*`, and the media CDN
-    /// over HTTPS on `127.0.0.1` (a free port), until the handle is shut
-    /// down or dropped.
+    /// endpoint `/ws/chat`, the service worker `/sw.js` and the admin API
+    /// `/admin/*`, and the media CDN over HTTPS on `127.0.0.1` (a free
+    /// port), until the handle is shut down or dropped.
     pub async fn start(addr: SocketAddr) -> std::io::Result<SimHandle> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
@@ -110,6 +111,7 @@ pub fn router(world: Arc<World>) -> Router {
     Router::new()
         .route("/ws/chat", get(ws_chat))
         .merge(admin::router())
+        .merge(version::router())
         .with_state(world)
 }
 
@@ -142,6 +144,13 @@ impl SimHandle {
     /// `http://HOST:PORT/admin`, the base of the admin API.
     pub fn admin_url(&self) -> String {
         format!("http://{}/admin", self.addr)
+    }
+
+    /// `http://HOST:PORT/sw.js`: the service worker that advertises the
+    /// current WhatsApp Web version (`"client_revision":N`, read by
+    /// `wacore::version::parse_sw_js`; see `GET /admin/version`).
+    pub fn sw_js_url(&self) -> String {
+        format!("http://{}/sw.js", self.addr)
     }
 
     /// `127.0.0.1:PORT`: the media CDN's host, as `media_conn` hands it out.

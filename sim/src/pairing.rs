@@ -178,6 +178,7 @@ async fn link(
             push_name: target.push_name.clone(),
             conn: None,
             logins: 0,
+            version: None,
             queue: VecDeque::new(),
             flushed: false,
         };

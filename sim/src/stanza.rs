@@ -13,6 +13,7 @@ use crate::iq;
 use crate::pairing;
 use crate::routing::{self, Copy, DeviceAddr, Outgoing};
 use crate::signal::{EncType, SignedPreKey, key32};
+use crate::version::AppVersion;
 use crate::world::{Registration, SERVER, World, new_message_id, now_secs};
 
 /// Who is on the other end of a connection.
@@ -37,8 +38,22 @@ pub fn on_connect(
     client_static: [u8; 32],
     payload: &wa::ClientPayload,
 ) -> Peer {
+    // An outdated client is turned away before anything else, logging in
+    // or registering alike, as WhatsApp does: `<failure reason="405"/>`.
+    let version = AppVersion::from_payload(payload);
+    if !world.versions.accepts(version) {
+        conn.send_final(failure("405"));
+        return Peer::Rejected;
+    }
     match (payload.username, payload.device) {
-        (Some(user), device) => login(world, conn, client_static, user, device.unwrap_or(0)),
+        (Some(user), device) => login(
+            world,
+            conn,
+            client_static,
+            user,
+            device.unwrap_or(0),
+            version,
+        ),
         (None, _) => register(world, conn, client_static, payload),
     }
 }
@@ -105,6 +120,7 @@ fn login(
     client_static: [u8; 32],
     user: u64,
     device: u32,
+    version: Option<AppVersion>,
 ) -> Peer {
     let phone = user.to_string();
     let Ok(device) = u16::try_from(device) else {
@@ -125,6 +141,7 @@ fn login(
         return Peer::Rejected;
     };
     dev.logins += 1;
+    dev.version = version;
     // A second login of the same device takes over: the first connection
     // gets WhatsApp's `conflict`/`replaced` stream error.
     if let Some(old) = dev.conn.replace(conn.clone()) {

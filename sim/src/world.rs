@@ -122,6 +122,8 @@ pub struct Device {
     /// How many times the device has logged in (a client that reconnects
     /// in a loop shows here).
     pub logins: u64,
+    /// The client version of its last login.
+    pub version: Option<crate::version::AppVersion>,
     /// Stanzas for this device not yet acknowledged by it, oldest first.
     /// Sent on every connect until acknowledged, as WhatsApp's offline queue.
     pub queue: VecDeque<Node>,
@@ -224,6 +226,8 @@ pub struct World {
     pub profiles: crate::lookups::Profiles,
     /// Groups and the sender keys of their simulated members (own lock).
     pub groups: crate::groups::Groups,
+    /// The advertised client version and the oldest one let in (own lock).
+    pub versions: crate::version::Versions,
 }
 
 /// Counters for the benchmark and health checks.
@@ -253,6 +257,7 @@ impl World {
             chat: Default::default(),
             profiles: Default::default(),
             groups: Default::default(),
+            versions: Default::default(),
         }
     }
 
