@@ -24,6 +24,11 @@ pub struct Config {
     pub connection_timeout: Duration,
     /// `WAPI_WHATSAPP_URL`: the WhatsApp WebSocket endpoint.
     pub whatsapp_url: String,
+    /// `WAPI_WHATSAPP_VERSION`: announce this version, never fetch one.
+    pub whatsapp_version: Option<(u32, u32, u32)>,
+    /// `WAPI_WHATSAPP_VERSION_URL`: WhatsApp Web's service worker, where
+    /// the current version is learned.
+    pub whatsapp_version_url: String,
     /// `WAPI_QR_CONSOLE`: print QR codes in the terminal.
     pub qr_console: bool,
     /// `WAPI_FORWARD_HISTORY`: forward history-sync messages (default off).
@@ -238,6 +243,17 @@ impl Config {
             connection_timeout: secs("WAPI_WHATSAPP_CONNECTION_TIMEOUT", 20)?,
             whatsapp_url: url("WAPI_WHATSAPP_URL", &["ws://", "wss://"])?
                 .unwrap_or_else(|| WHATSAPP_URL.to_string()),
+            whatsapp_version: match val("WAPI_WHATSAPP_VERSION") {
+                None => None,
+                Some(v) => Some(
+                    crate::whatsapp::parse_version(&v).ok_or_else(|| ConfigError {
+                        var: "WAPI_WHATSAPP_VERSION",
+                        problem: format!("expected a version like 2.3000.1031000000, got {v:?}"),
+                    })?,
+                ),
+            },
+            whatsapp_version_url: url("WAPI_WHATSAPP_VERSION_URL", &["http://", "https://"])?
+                .unwrap_or_else(|| "https://web.whatsapp.com/sw.js".to_string()),
             qr_console: flag("WAPI_QR_CONSOLE", true)?,
             forward_history: flag("WAPI_FORWARD_HISTORY", false)?,
             reject_calls: flag("WAPI_REJECT_CALLS", false)?,

@@ -86,6 +86,7 @@ pub struct App {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     checkout: JoinHandle<()>,
+    version_task: JoinHandle<()>,
 }
 
 impl App {
@@ -102,7 +103,13 @@ impl App {
         let metrics = Arc::new(telemetry::Metrics::new());
         let media = Arc::new(media::Media::open(&cfg.files_root, cfg.media.clone()).await?);
         let webhooks = Webhooks::new(store.clone(), cfg.webhook.clone(), metrics, media.clone());
-        let manager = Manager::new(cfg.clone(), store, webhooks.clone());
+        let versions = whatsapp::Versions::new(
+            cfg.whatsapp_version,
+            &cfg.whatsapp_version_url,
+            &cfg.files_root,
+        );
+        let version_task = versions.keep_current();
+        let manager = Manager::new(cfg.clone(), store, webhooks.clone(), versions);
         let restored = manager.restore().await?;
         webhooks.resume().await;
         info!(restored, "sessions restored");
@@ -180,6 +187,7 @@ impl App {
             stop: Some(stop_tx),
             server: Some(server),
             checkout,
+            version_task,
         })
     }
 
@@ -204,6 +212,7 @@ impl App {
         }
         self.checkout.abort();
         let _ = (&mut self.checkout).await;
+        self.version_task.abort();
         self.manager.shutdown().await;
         self.webhooks.shutdown().await;
     }

@@ -64,6 +64,7 @@ mod sandbox {
             .await
             .map_err(|e| format!("cannot start the simulator: {e}"))?;
         cfg.whatsapp_url = sim.ws_url();
+        cfg.whatsapp_version_url = sim.sw_js_url();
         // Media goes through the simulator's HTTPS host: trust its
         // certificate (this build only).
         cfg.media.sandbox_media_ca = Some(sim.media_ca_pem());

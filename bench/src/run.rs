@@ -199,6 +199,7 @@ fn spawn_bridge(
         .env("WAPI_FILE_SYSTEM_ROOT_POINT_FULL_PATH", root)
         .env("WAPI_INTERNAL_HOST", format!("127.0.0.1:{port}"))
         .env("WAPI_WHATSAPP_URL", sim.ws_url())
+        .env("WAPI_WHATSAPP_VERSION_URL", sim.sw_js_url())
         .env("WAPI_QR_CONSOLE", "false")
         .env("WAPI_LOG", "error")
         // The benchmark is one client hammering a few endpoints: the

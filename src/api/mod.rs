@@ -562,6 +562,7 @@ async fn health(State(m): Shared) -> Response {
         "store": if store_ok { "ok" } else { "unreachable" },
         "sessions": counts,
         "queued": queued,
+        "whatsapp_version": m.versions().describe(),
         "deliveries": {
             "delivered": outcome("delivered"),
             "retried": outcome("retried"),

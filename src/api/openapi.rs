@@ -309,6 +309,14 @@ pub fn endpoints() -> Vec<Endpoint> {
                 ("sessions", t("object")),
                 ("queued", json!({"type": "integer", "nullable": true})),
                 (
+                    "whatsapp_version",
+                    object(&[
+                        ("version", t("string")),
+                        ("source", t("string")),
+                        ("pinned", t("boolean")),
+                    ]),
+                ),
+                (
                     "deliveries",
                     object(&[
                         ("delivered", t("integer")),

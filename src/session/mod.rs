@@ -110,6 +110,7 @@ pub struct Manager {
     store: Arc<dyn Store>,
     webhooks: Webhooks,
     sessions: Mutex<HashMap<String, Entry>>,
+    versions: Arc<crate::whatsapp::Versions>,
 }
 
 pub fn now_secs() -> u64 {
@@ -120,13 +121,24 @@ pub fn now_secs() -> u64 {
 }
 
 impl Manager {
-    pub fn new(cfg: Arc<Config>, store: Arc<dyn Store>, webhooks: Webhooks) -> Arc<Self> {
+    pub fn new(
+        cfg: Arc<Config>,
+        store: Arc<dyn Store>,
+        webhooks: Webhooks,
+        versions: Arc<crate::whatsapp::Versions>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             cfg,
             store,
             webhooks,
             sessions: Mutex::new(HashMap::new()),
+            versions,
         })
+    }
+
+    /// The WhatsApp Web version sessions announce.
+    pub fn versions(&self) -> &Arc<crate::whatsapp::Versions> {
+        &self.versions
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -174,6 +186,7 @@ impl Manager {
                 store: self.store.clone(),
                 webhooks: self.webhooks.clone(),
                 view: view.clone(),
+                versions: self.versions.clone(),
             },
             rec.clone(),
             rx,

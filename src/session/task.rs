@@ -82,6 +82,7 @@ pub struct Ctx {
     pub store: Arc<dyn Store>,
     pub webhooks: Webhooks,
     pub view: Arc<RwLock<SessionView>>,
+    pub versions: Arc<crate::whatsapp::Versions>,
 }
 
 struct Task {
@@ -104,6 +105,8 @@ struct Task {
     diagnose_at: Option<tokio::time::Instant>,
     /// A reachability probe under way: what it found, as a reason.
     probe: Option<oneshot::Receiver<String>>,
+    /// The WhatsApp Web version the current client announced.
+    announced: crate::whatsapp::Version,
 }
 
 /// Events kept while the store is unreachable; beyond this the oldest go
@@ -123,6 +126,7 @@ pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedRece
         unread: Unread::default(),
         diagnose_at: None,
         probe: None,
+        announced: crate::whatsapp::Version::default(),
     };
     t.ctx.webhooks.set_subscription(&t.rec.name, &t.rec.webhook);
     loop {
@@ -490,12 +494,14 @@ impl Task {
             }
         }
         let file = self.session_file();
+        self.announced = self.ctx.versions.current();
         let opts = LinkOptions {
             session_file: &file,
             url: &self.ctx.cfg.whatsapp_url,
             pair_phone,
             forward_history: self.ctx.cfg.forward_history,
             sandbox_media_ca: self.ctx.cfg.media.sandbox_media_ca.as_deref(),
+            version: self.announced,
             inbox: Arc::new(SessionInbox {
                 webhooks: self.ctx.webhooks.downgrade(),
                 view: self.ctx.view.clone(),
@@ -816,6 +822,19 @@ impl Task {
             WaEvent::Failed { reason } => {
                 self.stop_link().await;
                 self.set_status(Status::Failed, Some(reason)).await;
+                // Refused as outdated: learn the current version (one fetch
+                // for every session refused with this one) and log in again
+                // with it; the device stays linked, no scan.
+                if reason == "client_outdated"
+                    && let Some(v) = self.ctx.versions.outdated(self.announced).await
+                {
+                    info!(
+                        session = self.name(),
+                        version = crate::whatsapp::format_version(v),
+                        "reconnecting with the current WhatsApp Web version"
+                    );
+                    self.start(None).await;
+                }
             }
             WaEvent::Status(mut st) => {
                 if st.recipient_lid.is_none()

@@ -14,6 +14,7 @@ mod groups;
 mod inbound;
 mod media;
 mod outbound;
+mod version;
 
 pub use self::chat::{ActionOutcome, CallOffer, ChatAction, NumberCheck, Profile};
 pub use self::groups::{GroupChange, GroupOp, Membership, group_jid};
@@ -21,6 +22,7 @@ use self::inbound::incoming;
 pub use self::inbound::{Change, Contact, IncomingMessage, Location, Media};
 pub use self::media::{DownloadError, MediaLink, MediaRef, MediaType, Uploaded, media_type};
 pub use self::outbound::{ContactCard, Extras, MediaDetails, Outgoing, vcard};
+pub use self::version::{Version, Versions, format as format_version, parse as parse_version};
 
 /// A message WhatsApp accepted.
 #[derive(Debug, Clone)]
@@ -41,10 +43,6 @@ use whatsapp_rust::TokioRuntime;
 use whatsapp_rust::pair_code::PairCodeOptions;
 use whatsapp_rust::prelude::*;
 use whatsapp_rust::transport::TokioWebSocketTransportFactory;
-
-/// The version the client announces; pinned so that no client fetches
-/// WhatsApp's service worker to learn it.
-const CLIENT_VERSION: (u32, u32, u32) = (2, 3000, 1_030_000_000);
 
 /// What a session's client tells the session task.
 #[derive(Debug, Clone)]
@@ -357,6 +355,9 @@ pub struct LinkOptions<'a> {
     /// Sandbox builds: the simulator's media certificate (PEM), trusted for
     /// media downloads and uploads. Ignored by other builds.
     pub sandbox_media_ca: Option<&'a str>,
+    /// The WhatsApp Web version to announce (see [`Versions`]): given, so
+    /// that no client fetches WhatsApp's service worker by itself.
+    pub version: Version,
 }
 
 /// One running linked-device client. `disconnect` is final in
@@ -385,7 +386,7 @@ impl Link {
             .with_transport_factory(transport)
             .with_runtime(TokioRuntime)
             .with_http_client(media::http_client(opts.sandbox_media_ca))
-            .with_version(CLIENT_VERSION)
+            .with_version(opts.version)
             .with_inbound_durability_hook(DurabilityHook(opts.inbox));
         if !opts.forward_history {
             builder = builder.skip_history_sync();

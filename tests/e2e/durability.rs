@@ -104,6 +104,7 @@ async fn a_killed_bridge_delivers_every_pending_event_after_restart() {
             dir.path().display().to_string(),
         ),
         ("WAPI_WHATSAPP_URL", sim.ws_url()),
+        ("WAPI_WHATSAPP_VERSION_URL", sim.sw_js_url()),
         ("WAPI_WEBHOOK_MAX_BACKOFF_SECS", "1".to_string()),
         ("WAPI_WEBHOOK_SECRET", "test-secret".to_string()),
     ];

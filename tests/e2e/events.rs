@@ -308,3 +308,97 @@ async fn a_replaced_session_fails_and_does_not_fight_back() {
     assert_eq!(logins(&sim, PHONE).await, before + 1);
     bridge.stop().await;
 }
+
+async fn sim_version(sim: &wa_sim::SimHandle) -> Value {
+    reqwest::get(format!("{}/version", sim.admin_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// WhatsApp raises its minimum version while sessions are linked: they are
+/// refused as outdated, the bridge fetches the new version once (not once
+/// per session), and every session is WORKING again with no rescan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outdated_sessions_learn_the_new_version_once_and_come_back() {
+    const P1: &str = "15550008821";
+    const P2: &str = "15550008822";
+    let sim = sim().await;
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&sim, dir.path(), &StoreKind::Embedded)).await;
+    // Learned at start, from the service worker.
+    let h = eventually(Duration::from_secs(10), "the version fetched", || async {
+        let h = bridge.json("/v1/health").await;
+        (h["whatsapp_version"]["source"] == "fetched").then_some(h)
+    })
+    .await;
+    assert_eq!(h["whatsapp_version"]["version"], "2.3000.1030000000", "{h}");
+    assert_eq!(h["whatsapp_version"]["pinned"], false);
+    bridge.link(&sim, "v1", &format!("{}v1", rx.url), P1).await;
+    bridge.link(&sim, "v2", &format!("{}v2", rx.url), P2).await;
+    let fetched = sim_version(&sim).await["sw_js_fetches"].as_u64().unwrap();
+
+    let r = admin_post(
+        &sim,
+        "/version",
+        json!({"current_revision": 1_031_000_000u64, "min_revision": 1_031_000_000u64}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    for p in [P1, P2] {
+        device_admin(&sim, p, "disconnect").await;
+    }
+    // Both refused, then back with the new version, still linked.
+    for (s, p) in [("v1", P1), ("v2", P2)] {
+        eventually(Duration::from_secs(10), "client_outdated", || async {
+            rx.of(s, "session.status")
+                .into_iter()
+                .find(|e| e["payload"]["reason"] == "client_outdated")
+        })
+        .await;
+        eventually(
+            Duration::from_secs(10),
+            "logged in with the new version",
+            || async {
+                let v: Value = reqwest::get(format!("{}/devices", sim.admin_url()))
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                v["devices"].as_array()?.iter().find(|d| {
+                    d["phone"] == p && d["connected"] == true && d["version"] == "2.3000.1031000000"
+                })?;
+                Some(())
+            },
+        )
+        .await;
+        bridge.wait_status(s, "WORKING").await;
+    }
+    assert_eq!(
+        sim_version(&sim).await["sw_js_fetches"].as_u64().unwrap(),
+        fetched + 1,
+        "one fetch for both sessions"
+    );
+    let h = bridge.json("/v1/health").await;
+    assert_eq!(h["whatsapp_version"]["version"], "2.3000.1031000000", "{h}");
+    // Still the same devices: messages flow without a rescan.
+    let id = contact_sends(&sim, CONTACT, json!({"to": P1, "text": "still there?"})).await;
+    event_of(&rx, &id, Duration::from_secs(10)).await;
+    bridge.stop().await;
+
+    // A pinned version is announced as pinned and kept.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&sim, dir.path(), &StoreKind::Embedded);
+    cfg.whatsapp_version = Some((2, 3000, 1_031_000_001));
+    let bridge = Bridge::start(cfg).await;
+    let h = bridge.json("/v1/health").await;
+    assert_eq!(
+        h["whatsapp_version"],
+        json!({"version": "2.3000.1031000001", "source": "pinned", "pinned": true})
+    );
+    bridge.stop().await;
+}

@@ -629,6 +629,7 @@ async fn a_download_cut_by_sigkill_is_done_after_the_restart() {
             root.display().to_string(),
         ),
         ("WAPI_WHATSAPP_URL", sim.ws_url()),
+        ("WAPI_WHATSAPP_VERSION_URL", sim.sw_js_url()),
         ("WAPI_SANDBOX_MEDIA_CA", ca.display().to_string()),
     ];
     let (me, contact) = ("15550007401", "15550007402");

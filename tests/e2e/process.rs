@@ -42,6 +42,7 @@ async fn sigterm_with_a_linked_session_exits_0_and_the_session_comes_back() {
             dir.path().display().to_string(),
         ),
         ("WAPI_WHATSAPP_URL", sim.ws_url()),
+        ("WAPI_WHATSAPP_VERSION_URL", sim.sw_js_url()),
     ];
     let mut bridge = ChildBridge::start(port, &env).await;
     bridge
@@ -110,6 +111,7 @@ async fn a_logged_out_session_is_reported_to_sentry() {
             dir.path().display().to_string(),
         ),
         ("WAPI_WHATSAPP_URL", sim.ws_url()),
+        ("WAPI_WHATSAPP_VERSION_URL", sim.sw_js_url()),
         (
             "WAPI_SENTRY_DSN",
             format!("http://publickey@{sentry_addr}/1"),

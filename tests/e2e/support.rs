@@ -357,6 +357,7 @@ pub fn config(sim: &SimHandle, root: &Path, store: &StoreKind) -> Config {
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.files_root = root.to_path_buf();
     cfg.whatsapp_url = sim.ws_url();
+    cfg.whatsapp_version_url = sim.sw_js_url();
     cfg.qr_console = false;
     cfg.checkout_every = Duration::from_secs(1);
     cfg.webhook.max_backoff = Duration::from_millis(500);
