@@ -382,6 +382,29 @@ pub(super) fn translate(u: &GroupUpdate) -> Option<WaEvent> {
         A::Announce => update(json!({"announce": true})),
         A::NotAnnounce => update(json!({"announce": false})),
         A::Ephemeral { expiration, .. } => update(json!({ "ephemeral_seconds": expiration })),
+        // A new group the session is in: `create`, with every member and
+        // `by` the creator.
+        A::Create { raw } => {
+            let group_node = raw.get_optional_child("group").unwrap_or(raw);
+            let who: Vec<String> = group_node
+                .get_children_by_tag("participant")
+                .filter_map(|p| {
+                    let mut a = p.attrs();
+                    let jid = a.optional_jid("jid")?;
+                    let pn = a.optional_jid("phone_number");
+                    Some(person(&jid, pn.as_ref()))
+                })
+                .collect();
+            let subject = group_node
+                .attrs()
+                .optional_string("subject")
+                .map(|s| s.into_owned());
+            let mut event = participants("create", who)?;
+            if let WaEvent::GroupParticipants { payload, .. } = &mut event {
+                payload["subject"] = json!(subject);
+            }
+            Some(event)
+        }
         _ => None,
     }
 }

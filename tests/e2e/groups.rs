@@ -558,3 +558,71 @@ async fn group_events_survive_a_restart() {
     assert_eq!(ids.len(), n, "each event posted once: {updates:?}");
     bridge.stop().await;
 }
+
+/// A group a contact made with LID addressing (as new groups are): its
+/// members' messages come with `from` the phone number and `from_lid` the
+/// LID, as direct messages do; the session answers it and its info names
+/// members by phone number with their LIDs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lid_addressed_group_from_a_contact() {
+    let sim = sim().await;
+    let rx = Receiver::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bridge = Bridge::start(config(&sim, dir.path(), &StoreKind::Embedded)).await;
+    bridge.link(&sim, "g1", &format!("{}g1", rx.url), ME).await;
+    let r = admin_post(
+        &sim,
+        "/groups",
+        json!({"creator": C1, "subject": "By LID", "participants": [ME, C2],
+               "addressing_mode": "lid"}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    let g: Value = r.json().await.unwrap();
+    let gid = g["group"]["id"].as_str().unwrap().to_string();
+    let e = event(&rx, "g1", "group.participants", |p| {
+        p["group"] == gid.as_str()
+    })
+    .await;
+    let p = &e["payload"];
+    assert_eq!(p["action"], "create", "{e}");
+    assert_eq!(p["subject"], "By LID", "{e}");
+    assert_eq!(p["by"], jid(C1), "{e}");
+    let members = p["participants"].as_array().unwrap();
+    assert!(
+        members.contains(&json!(jid(ME))) && members.contains(&json!(jid(C2))),
+        "{e}"
+    );
+
+    let id = contact_sends(&sim, C1, json!({"to": gid, "text": "by lid"})).await;
+    let e = event(&rx, "g1", "message", |p| p["id"] == id.as_str()).await;
+    let p = &e["payload"];
+    assert_eq!(p["from"], jid(C1), "{p}");
+    let lid = sim.lid(C1).unwrap();
+    assert_eq!(p["from_lid"], lid.as_str(), "{p}");
+    assert_eq!(p["chat"], gid.as_str(), "{p}");
+
+    let (s, info) = call(
+        &bridge,
+        "GET",
+        &format!("/v1/sessions/g1/groups/{gid}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{info}");
+    assert_eq!(info["addressing_mode"], "lid", "{info}");
+    let c1 = info["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["jid"] == jid(C1))
+        .cloned()
+        .expect("C1 by phone number");
+    assert_eq!(c1["lid"], lid.as_str(), "{c1}");
+    assert_eq!(c1["role"], "superadmin", "{c1}");
+
+    let mine = send(&bridge, "g1", json!({"to": gid, "text": "answer"})).await;
+    assert_eq!(in_inbox(&sim, C1, &mine).await["group"], gid.as_str());
+    in_inbox(&sim, C2, &mine).await;
+    bridge.stop().await;
+}
