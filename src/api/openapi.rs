@@ -1,12 +1,11 @@
-//! The route table: the router and the OpenAPI document are both made from
-//! it, so the document cannot leave a route out or describe one that is not
-//! there. Request schemas come from the request types (schemars); response
-//! schemas are written next to their routes.
+//! The OpenAPI document, made from the route table (`routes`): request
+//! schemas from the request types (schemars), each path parameter's
+//! pattern, the error statuses a route can answer, and the docs page.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::MethodRouter;
 use schemars::JsonSchema;
 use serde_json::{Map, Value, json};
 
@@ -26,7 +25,7 @@ pub struct Endpoint {
     pub handler: MethodRouter<AppState>,
 }
 
-fn request<T: JsonSchema>() -> Option<Value> {
+pub(super) fn request<T: JsonSchema>() -> Option<Value> {
     let settings = schemars::generate::SchemaSettings::openapi3();
     let schema = settings.into_generator().into_root_schema_for::<T>();
     let mut v = serde_json::to_value(schema).unwrap_or(Value::Null);
@@ -64,7 +63,7 @@ fn nullable(v: &mut Value) {
 
 /// The send body: its fields, and which of them each kind needs (the
 /// handler answers 400 naming the field that a kind lacks).
-fn send_request() -> Option<Value> {
+pub(super) fn send_request() -> Option<Value> {
     let mut schema = request::<super::messages::SendReq>()?;
     // A field given with a value (null counts as absent).
     let given = |k: &str| json!({"required": [k], "properties": {k: {"not": {"enum": [null]}}}});
@@ -106,7 +105,7 @@ fn hoist(schema: &mut Value, into: &mut Map<String, Value>) {
 
 /// `{"type": "object", "properties": {..}}` from (name, type) pairs; a type
 /// is a JSON schema type name or a whole schema.
-fn object(fields: &[(&str, Value)]) -> Value {
+pub(super) fn object(fields: &[(&str, Value)]) -> Value {
     let props: Map<String, Value> = fields
         .iter()
         .map(|(k, t)| {
@@ -120,93 +119,12 @@ fn object(fields: &[(&str, Value)]) -> Value {
     json!({"type": "object", "properties": props})
 }
 
-fn t(ty: &str) -> Value {
+pub(super) fn t(ty: &str) -> Value {
     Value::String(ty.into())
 }
 
-fn session() -> Value {
-    object(&[
-        ("name", t("string")),
-        (
-            "status",
-            json!({"type": "string", "enum": ["STARTING", "SCAN_QR_CODE", "WORKING", "RECONNECTING", "STOPPED", "LOGGED_OUT", "FAILED"]}),
-        ),
-        ("reason", json!({"type": "string", "nullable": true})),
-        ("jid", json!({"type": "string", "nullable": true})),
-        ("push_name", json!({"type": "string", "nullable": true})),
-        ("webhook_url", json!({"type": "string", "nullable": true})),
-        (
-            "webhook_format",
-            json!({"type": "string", "enum": ["native", "cloud", "wapi"]}),
-        ),
-        (
-            "webhook_events",
-            json!({"type": "array", "items": {"type": "string"}, "nullable": true}),
-        ),
-        ("webhook_secret_set", t("boolean")),
-        (
-            "webhook_media",
-            json!({"type": "string", "enum": ["url", "base64"]}),
-        ),
-        ("webhook_verify_token_set", t("boolean")),
-        ("created_at", t("integer")),
-        ("connected", t("boolean")),
-    ])
-}
-
-fn media_record() -> Value {
-    let nullable = |ty: &str| json!({"type": ty, "nullable": true});
-    object(&[
-        ("id", t("string")),
-        ("session", t("string")),
-        ("mimetype", t("string")),
-        ("sha256", t("string")),
-        ("size", t("integer")),
-        ("file_name", nullable("string")),
-        ("message_id", nullable("string")),
-        ("type", nullable("string")),
-        ("created_at", t("integer")),
-        ("url", t("string")),
-    ])
-}
-
-fn group_view() -> Value {
-    let nullable = |ty: &str| json!({"type": ty, "nullable": true});
-    object(&[
-        ("id", t("string")),
-        ("subject", t("string")),
-        ("description", nullable("string")),
-        ("owner", nullable("string")),
-        ("created_at", nullable("integer")),
-        ("announce", t("boolean")),
-        ("locked", t("boolean")),
-        ("addressing_mode", t("string")),
-        ("size", t("integer")),
-        (
-            "participants",
-            json!({"type": "array", "items": object(&[
-                ("jid", t("string")),
-                ("lid", nullable("string")),
-                ("role", json!({"type": "string", "enum": ["member", "admin", "superadmin"]})),
-            ])}),
-        ),
-        ("invite_link", t("string")),
-    ])
-}
-
-fn outbox_event() -> Value {
-    object(&[
-        ("id", t("string")),
-        ("event", t("string")),
-        ("attempts", t("integer")),
-        ("last_status", json!({"type": "integer", "nullable": true})),
-        ("last_error", json!({"type": "string", "nullable": true})),
-        ("body", t("object")),
-    ])
-}
-
 #[allow(clippy::too_many_arguments)]
-fn ep(
+pub(super) fn ep(
     method: &'static str,
     path: &'static str,
     summary: &'static str,
@@ -224,634 +142,6 @@ fn ep(
         status,
         response,
         handler,
-    }
-}
-
-pub fn endpoints() -> Vec<Endpoint> {
-    let replayed = object(&[("replayed", t("integer"))]);
-    let invite = object(&[
-        ("id", t("string")),
-        ("code", t("string")),
-        ("link", t("string")),
-    ]);
-    vec![
-        ep(
-            "post",
-            "/register-session/",
-            "wapi: create (if needed) and start a session",
-            request::<RegisterReq>(),
-            200,
-            Some(object(&[
-                ("session_id", t("string")),
-                ("status", t("string")),
-                ("qr_url", t("string")),
-            ])),
-            post(register),
-        ),
-        ep(
-            "post",
-            "/send-message/",
-            "wapi: send a text",
-            request::<SendMessageReq>(),
-            200,
-            Some(object(&[("message_id", t("string"))])),
-            post(send_message),
-        ),
-        ep(
-            "get",
-            "/get-qr-code/{id}/",
-            "wapi: the QR code as a PNG",
-            None,
-            200,
-            None,
-            get(qr_png),
-        ),
-        ep(
-            "get",
-            "/get-session-info/{id}/",
-            "wapi: a session",
-            None,
-            200,
-            Some(object(&[
-                ("session_id", t("string")),
-                ("status", t("string")),
-                ("reason", json!({"type": "string", "nullable": true})),
-                ("jid", json!({"type": "string", "nullable": true})),
-                ("push_name", json!({"type": "string", "nullable": true})),
-                ("webhook_url", json!({"type": "string", "nullable": true})),
-                ("created_at", t("integer")),
-            ])),
-            get(session_info),
-        ),
-        ep(
-            "get",
-            "/get-active-connection-info/{id}/",
-            "wapi: the session's connection",
-            None,
-            200,
-            Some(object(&[
-                ("connected", t("boolean")),
-                ("jid", json!({"type": "string", "nullable": true})),
-                ("since", json!({"type": "integer", "nullable": true})),
-                ("reconnects", t("integer")),
-            ])),
-            get(connection_info),
-        ),
-        ep(
-            "get",
-            "/v1/health",
-            "Store state and sessions per status (no credential; 503 without the store)",
-            None,
-            200,
-            Some(object(&[
-                ("ok", t("boolean")),
-                ("store", t("string")),
-                ("sessions", t("object")),
-                ("queued", json!({"type": "integer", "nullable": true})),
-                (
-                    "whatsapp_version",
-                    object(&[
-                        ("version", t("string")),
-                        ("source", t("string")),
-                        ("pinned", t("boolean")),
-                    ]),
-                ),
-                (
-                    "deliveries",
-                    object(&[
-                        ("delivered", t("integer")),
-                        ("retried", t("integer")),
-                        ("dead", t("integer")),
-                    ]),
-                ),
-            ])),
-            get(health),
-        ),
-        ep(
-            "get",
-            "/v1/openapi.json",
-            "This document",
-            None,
-            200,
-            Some(t("object").into_schema()),
-            get(document),
-        ),
-        ep(
-            "post",
-            "/v1/sessions",
-            "Create a session",
-            request::<CreateReq>(),
-            201,
-            Some(session()),
-            post(create),
-        ),
-        ep(
-            "get",
-            "/v1/sessions",
-            "All sessions",
-            None,
-            200,
-            Some(object(&[(
-                "sessions",
-                json!({"type": "array", "items": session()}),
-            )])),
-            get(list),
-        ),
-        ep(
-            "get",
-            "/v1/sessions/{name}",
-            "A session",
-            None,
-            200,
-            Some(session()),
-            get(show),
-        ),
-        ep(
-            "patch",
-            "/v1/sessions/{name}",
-            "Change a session's webhook settings",
-            request::<PatchReq>(),
-            200,
-            Some(session()),
-            patch(super::patch),
-        ),
-        ep(
-            "delete",
-            "/v1/sessions/{name}",
-            "Log out and delete a session",
-            None,
-            204,
-            None,
-            delete(super::delete),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/start",
-            "Start",
-            None,
-            200,
-            Some(session()),
-            post(start),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/stop",
-            "Stop (kept stopped across restarts)",
-            None,
-            200,
-            Some(session()),
-            post(stop),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/restart",
-            "Restart the client",
-            None,
-            200,
-            Some(session()),
-            post(restart),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/logout",
-            "Unlink the device",
-            None,
-            200,
-            Some(session()),
-            post(logout),
-        ),
-        ep(
-            "get",
-            "/v1/sessions/{name}/qr",
-            "The QR code: PNG, or JSON with Accept: application/json",
-            None,
-            200,
-            Some(object(&[
-                ("code", t("string")),
-                ("png_base64", t("string")),
-                ("expires_at", t("integer")),
-            ])),
-            get(qr),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/pair-code",
-            "Link with a pair code instead of a QR code",
-            request::<PairCodeReq>(),
-            200,
-            Some(object(&[("code", t("string"))])),
-            post(pair_code),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/messages",
-            "Send a message: text, a file (image, video, audio, voice, document, sticker; by media_id, url or base64), a location, contact cards, a reaction or a poll; any kind may answer a message (reply_to) and mention people",
-            send_request(),
-            201,
-            Some(object(&[("id", t("string")), ("to", t("string"))])),
-            post(super::messages::send),
-        ),
-        ep(
-            "patch",
-            "/v1/sessions/{name}/messages/{message_id}",
-            "Edit the text of a message this session sent",
-            request::<super::messages::EditReq>(),
-            200,
-            Some(object(&[("id", t("string")), ("status", t("string"))])),
-            patch(super::messages::edit),
-        ),
-        ep(
-            "delete",
-            "/v1/sessions/{name}/messages/{message_id}",
-            "Delete a message this session sent, for everyone",
-            None,
-            200,
-            Some(object(&[("id", t("string")), ("status", t("string"))])),
-            delete(super::messages::revoke),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/chats/{chat}/read",
-            "Mark messages of a chat read (the sender sees blue ticks)",
-            request::<super::chats::ReadReq>(),
-            200,
-            Some(object(&[("chat", t("string")), ("read", t("integer"))])),
-            post(super::chats::read),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/chats/{chat}/presence",
-            "Show typing (composing), recording or paused in a chat",
-            request::<super::chats::ChatStateReq>(),
-            200,
-            Some(object(&[("chat", t("string")), ("state", t("string"))])),
-            post(super::chats::chat_state),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/presence",
-            "Set the session's own presence: available or unavailable",
-            request::<super::chats::PresenceReq>(),
-            200,
-            Some(object(&[("state", t("string"))])),
-            post(super::chats::presence),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/contacts/check",
-            "Which phone numbers are on WhatsApp (at most 300 a minute per session)",
-            request::<super::contacts::CheckReq>(),
-            200,
-            Some(object(&[(
-                "results",
-                json!({"type": "array", "items": object(&[
-                    ("phone", t("string")),
-                    ("exists", t("boolean")),
-                    ("jid", json!({"type": "string", "nullable": true})),
-                    ("lid", json!({"type": "string", "nullable": true})),
-                ])}),
-            )])),
-            post(super::contacts::check),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/contacts/{contact}/subscribe",
-            "Receive a contact's online and last-seen updates (as presence events)",
-            None,
-            200,
-            Some(object(&[
-                ("jid", t("string")),
-                ("subscribed", t("boolean")),
-            ])),
-            post(super::contacts::subscribe),
-        ),
-        ep(
-            "get",
-            "/v1/sessions/{name}/contacts/{contact}",
-            "A contact's profile: JID, LID, status text, profile picture URL",
-            None,
-            200,
-            Some(object(&[
-                ("jid", t("string")),
-                ("lid", json!({"type": "string", "nullable": true})),
-                ("status", json!({"type": "string", "nullable": true})),
-                ("picture_url", json!({"type": "string", "nullable": true})),
-                ("picture_id", json!({"type": "string", "nullable": true})),
-            ])),
-            get(super::contacts::profile),
-        ),
-        ep(
-            "get",
-            "/v1/events",
-            "Every event the webhooks carry, live, as Server-Sent Events (event: the kind, id: the event id, data: the native envelope); ?session= keeps one session's. A live view, not a queue",
-            None,
-            200,
-            None,
-            get(super::events::stream),
-        ),
-        ep(
-            "get",
-            "/v1/sessions/{name}/groups",
-            "The groups the session's account is in",
-            None,
-            200,
-            Some(object(&[(
-                "groups",
-                json!({"type": "array", "items": group_view()}),
-            )])),
-            get(super::groups::list),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/groups",
-            "Create a group with these participants (the session is its owner)",
-            request::<super::groups::CreateReq>(),
-            201,
-            Some(group_view()),
-            post(super::groups::create),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/groups/join",
-            "Join a group by its invite code or link",
-            request::<super::groups::JoinReq>(),
-            200,
-            Some(object(&[
-                ("id", t("string")),
-                ("pending_approval", t("boolean")),
-            ])),
-            post(super::groups::join),
-        ),
-        ep(
-            "get",
-            "/v1/sessions/{name}/groups/{group}",
-            "A group: subject, description, owner, participants with roles, settings, and the invite link for an admin",
-            None,
-            200,
-            Some(group_view()),
-            get(super::groups::show),
-        ),
-        ep(
-            "patch",
-            "/v1/sessions/{name}/groups/{group}",
-            "Change a group's subject, description, announce (only admins send) or locked (only admins edit)",
-            request::<super::groups::PatchReq>(),
-            200,
-            Some(group_view()),
-            patch(super::groups::update),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/groups/{group}/participants",
-            "Add, remove, promote or demote participants; a result per participant",
-            request::<super::groups::ParticipantsReq>(),
-            200,
-            Some(object(&[(
-                "results",
-                json!({"type": "array", "items": object(&[
-                    ("jid", t("string")),
-                    ("ok", t("boolean")),
-                    ("error", json!({"type": "object", "nullable": true, "properties": {
-                        "code": {"type": "integer", "nullable": true},
-                        "reason": {"type": "string"}}})),
-                ])}),
-            )])),
-            post(super::groups::participants),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/groups/{group}/leave",
-            "Leave a group",
-            None,
-            200,
-            Some(object(&[("id", t("string")), ("left", t("boolean"))])),
-            post(super::groups::leave),
-        ),
-        ep(
-            "get",
-            "/v1/sessions/{name}/groups/{group}/invite",
-            "The group's invite code and link (admins)",
-            None,
-            200,
-            Some(invite.clone()),
-            get(super::groups::invite),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/groups/{group}/invite/reset",
-            "A new invite link; the old one stops working (admins)",
-            None,
-            200,
-            Some(invite),
-            post(super::groups::reset_invite),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/media",
-            "Upload a file (multipart part `file`, or the raw body with its Content-Type) to send later by its id",
-            None,
-            201,
-            Some(object(&[
-                ("id", t("string")),
-                ("mimetype", t("string")),
-                ("sha256", t("string")),
-                ("size", t("integer")),
-            ])),
-            post(super::media::upload),
-        ),
-        ep(
-            "get",
-            "/v1/media/{media_id}",
-            "A stored file's metadata (uploaded, or downloaded from an incoming message)",
-            None,
-            200,
-            Some(media_record()),
-            get(super::media::show),
-        ),
-        ep(
-            "get",
-            "/v1/media/{media_id}/file",
-            "A stored file's bytes (Range and If-None-Match supported)",
-            None,
-            200,
-            None,
-            get(super::media::file),
-        ),
-        ep(
-            "delete",
-            "/v1/media/{media_id}",
-            "Delete a stored file",
-            None,
-            204,
-            None,
-            delete(super::media::remove),
-        ),
-        ep(
-            "get",
-            "/v1/sessions/{name}/webhooks",
-            "Webhook outbox counts",
-            None,
-            200,
-            Some(object(&[
-                ("pending", t("integer")),
-                ("retrying", t("integer")),
-                ("dead", t("integer")),
-                ("delivered", t("integer")),
-                ("last_error", json!({"type": "string", "nullable": true})),
-            ])),
-            get(webhook_stats),
-        ),
-        ep(
-            "get",
-            "/v1/sessions/{name}/webhooks/dead",
-            "Dead letters",
-            None,
-            200,
-            Some(object(&[(
-                "dead",
-                json!({"type": "array", "items": outbox_event()}),
-            )])),
-            get(dead_letters),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/webhooks/dead/replay",
-            "Queue every dead letter again",
-            None,
-            200,
-            Some(replayed.clone()),
-            post(replay_all),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/webhooks/dead/{event_id}/replay",
-            "Queue one dead letter again",
-            None,
-            200,
-            Some(replayed),
-            post(replay_one),
-        ),
-        ep(
-            "post",
-            "/v1/sessions/{name}/keys",
-            "A key that can use this session only",
-            None,
-            201,
-            Some(object(&[("session", t("string")), ("key", t("string"))])),
-            post(session_key),
-        ),
-        ep(
-            "post",
-            "/v1/users/login",
-            "Exchange the admin's HTTP Basic credentials for a 7-day token",
-            None,
-            200,
-            Some(object(&[(
-                "users",
-                json!({"type": "array", "items": object(&[("token", t("string")), ("expires_after", json!({"type": "string", "format": "date-time"}))])}),
-            )])),
-            post(login),
-        ),
-        ep(
-            "post",
-            "/v1/users/logout",
-            "Revoke the login token of the request",
-            None,
-            200,
-            Some(t("object").into_schema()),
-            post(logout_user),
-        ),
-        ep(
-            "post",
-            "/{version}/{phone_number_id}/messages",
-            "Cloud API: send a message (text, image, video, audio, document, sticker, location, contacts, reaction; context.message_id replies), or mark one read (status: read) and show typing",
-            request::<super::cloud::CloudSend>(),
-            200,
-            Some(json!({"oneOf": [
-                object(&[
-                    ("messaging_product", t("string")),
-                    ("contacts", json!({"type": "array", "items": object(&[
-                        ("input", t("string")),
-                        ("wa_id", t("string")),
-                        ("user_id", t("string")),
-                    ])})),
-                    ("messages", json!({"type": "array", "items": object(&[("id", t("string"))])})),
-                ]),
-                object(&[("success", t("boolean"))]),
-            ]})),
-            post(super::cloud::messages),
-        ),
-        ep(
-            "post",
-            "/{version}/{phone_number_id}/media",
-            "Cloud API: upload a file (multipart: file, type, messaging_product) to send by its id",
-            None,
-            200,
-            Some(object(&[("id", t("string"))])),
-            post(super::cloud::upload),
-        ),
-        ep(
-            "get",
-            "/{version}/{object_id}",
-            "Cloud API: a media object (by media id; its url downloads the file with the same token) or the phone number (by session name)",
-            None,
-            200,
-            Some(json!({"oneOf": [
-                object(&[
-                    ("messaging_product", t("string")),
-                    ("url", t("string")),
-                    ("mime_type", t("string")),
-                    ("sha256", t("string")),
-                    ("file_size", t("integer")),
-                    ("id", t("string")),
-                ]),
-                object(&[
-                    ("id", t("string")),
-                    ("verified_name", t("string")),
-                    ("display_phone_number", t("string")),
-                    ("quality_rating", t("string")),
-                    ("code_verification_status", t("string")),
-                    ("platform_type", t("string")),
-                    ("throughput", t("object")),
-                    ("account_mode", t("string")),
-                    ("status", t("string")),
-                    ("messaging_limit_tier", t("string")),
-                    ("webhook_configuration", t("object")),
-                ]),
-            ]})),
-            get(super::cloud::object),
-        ),
-        ep(
-            "delete",
-            "/{version}/{object_id}",
-            "Cloud API: delete a media object",
-            None,
-            200,
-            Some(object(&[("success", t("boolean"))])),
-            delete(super::cloud::delete),
-        ),
-        ep(
-            "get",
-            "/metrics",
-            "Prometheus metrics (text)",
-            None,
-            200,
-            None,
-            get(metrics),
-        ),
-    ]
-}
-
-trait IntoSchema {
-    fn into_schema(self) -> Value;
-}
-
-impl IntoSchema for Value {
-    fn into_schema(self) -> Value {
-        match self {
-            Value::String(ty) => json!({ "type": ty }),
-            other => other,
-        }
     }
 }
 
@@ -920,7 +210,7 @@ fn error_statuses(e: &Endpoint) -> Vec<(u16, &'static str)> {
     out
 }
 
-/// The OpenAPI 3.0 document of every route in [`endpoints`].
+/// The OpenAPI 3.0 document of every route in [`super::routes::endpoints`].
 pub fn build() -> Value {
     let error = json!({"type": "object", "properties": {
         "meta": {"type": "object"},
@@ -939,7 +229,7 @@ pub fn build() -> Value {
     }});
     let mut paths = Map::new();
     let mut schemas = Map::new();
-    for e in endpoints() {
+    for e in super::routes::endpoints() {
         let params: Vec<Value> = e
             .path
             .split('/')
@@ -986,6 +276,22 @@ pub fn build() -> Value {
         if e.path == "/v1/events" {
             op["parameters"] = json!([{"name": "session", "in": "query", "required": false,
                 "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}]);
+        }
+        if e.path == "/{version}/{object_id}" {
+            // The Graph API's: the media must belong to this phone number;
+            // and, for a phone number, the fields to answer.
+            let mut q = vec![
+                json!({"name": "phone_number_id", "in": "query", "required": false,
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}),
+            ];
+            if e.method == "get" {
+                q.push(json!({"name": "fields", "in": "query", "required": false,
+                    "description": "comma-separated field names (a phone number)",
+                    "schema": {"type": "string"}}));
+            }
+            if let Some(list) = op["parameters"].as_array_mut() {
+                list.extend(q);
+            }
         }
         if let Some(schema) = &e.request {
             let mut schema = schema.clone();

@@ -144,26 +144,17 @@ pub async fn run(ctx: Ctx, rec: SessionRecord, mut commands: mpsc::UnboundedRece
     }
 }
 
-async fn until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn next_probe(probe: &mut Option<oneshot::Receiver<String>>) -> Option<String> {
-    match probe {
-        Some(rx) => rx.await.ok(),
-        None => std::future::pending().await,
-    }
-}
-
 async fn next_event(events: &mut Option<mpsc::UnboundedReceiver<WaEvent>>) -> Option<WaEvent> {
     match events {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
     }
 }
+
+mod emit;
+mod health;
+
+use self::health::{next_probe, until};
 
 impl Task {
     fn name(&self) -> &str {
@@ -221,77 +212,6 @@ impl Task {
             "jid": jid,
         });
         self.emit(EventKind::SessionStatus, payload).await;
-    }
-
-    /// Queues a webhook event of this session (not a message: those go
-    /// through the durability hook, which must see the error).
-    /// Queues an event behind any the store could not take yet, then hands
-    /// them over in order; what the store still refuses is kept for the
-    /// next checkout.
-    async fn emit(&mut self, event: EventKind, payload: serde_json::Value) {
-        self.emit_as(crate::webhook::new_event_id(), event, payload)
-            .await
-    }
-
-    /// The id of a group event: stable for the notification it came from
-    /// (WhatsApp may deliver it again, e.g. after a restart), random when
-    /// the notification had no id.
-    fn group_event_id(&self, key: Option<&str>, payload: &serde_json::Value) -> String {
-        match key {
-            Some(key) => crate::webhook::message_event_id(
-                self.name(),
-                payload["group"].as_str().unwrap_or_default(),
-                "w:gp2",
-                key,
-            ),
-            None => crate::webhook::new_event_id(),
-        }
-    }
-
-    /// Queues an event under `id`: an id queued before is not queued again.
-    async fn emit_as(&mut self, id: String, event: EventKind, payload: serde_json::Value) {
-        if self.unsent.len() >= MAX_UNSENT {
-            warn!(
-                session = self.name(),
-                "store unreachable for long: oldest unsent event dropped"
-            );
-            self.unsent.pop_front();
-        }
-        self.unsent.push_back((id, event, payload));
-        self.flush_unsent().await;
-    }
-
-    async fn flush_unsent(&mut self) {
-        let account = self.ctx.view.read().ok().and_then(|v| account_of(&v.jid));
-        while let Some((id, event, payload)) = self.unsent.front().cloned() {
-            let queued = self
-                .ctx
-                .webhooks
-                .enqueue(
-                    self.name(),
-                    &self.rec.webhook,
-                    account.as_deref(),
-                    event,
-                    Some(id),
-                    payload,
-                    None,
-                )
-                .await;
-            match queued {
-                Ok(()) => {}
-                Err(crate::store::StoreError::Unavailable(e)) => {
-                    warn!(
-                        session = self.name(),
-                        ?event,
-                        kept = self.unsent.len(),
-                        "store unreachable: event kept for later: {e}"
-                    );
-                    return;
-                }
-                Err(e) => warn!(session = self.name(), ?event, "event dropped: {e}"),
-            }
-            self.unsent.pop_front();
-        }
     }
 
     async fn persist(&self) {
@@ -577,52 +497,6 @@ impl Task {
             let _ = reply.send(Err(SessionError::Busy(
                 "the session stopped before WhatsApp gave a pair code".into(),
             )));
-        }
-    }
-
-    fn arm_diagnosis(&mut self) {
-        if self.diagnose_at.is_none() {
-            self.diagnose_at = Some(tokio::time::Instant::now() + self.ctx.cfg.connection_timeout);
-        }
-    }
-
-    fn disarm_diagnosis(&mut self) {
-        self.diagnose_at = None;
-        self.probe = None;
-    }
-
-    /// The client has not connected within the connection timeout: find
-    /// out whether WhatsApp can be reached at all, off the task.
-    fn diagnose(&mut self) {
-        self.diagnose_at = None;
-        if !matches!(self.status(), Status::Starting | Status::Reconnecting) {
-            return;
-        }
-        let (tx, rx) = oneshot::channel();
-        let url = self.ctx.cfg.whatsapp_url.clone();
-        let waited = self.ctx.cfg.connection_timeout;
-        tokio::spawn(async move {
-            let reason = match crate::whatsapp::reachable(&url).await {
-                Err(e) => format!("cannot reach WhatsApp at {url}: {e}"),
-                Ok(()) => format!(
-                    "WhatsApp at {url} accepts connections, but the client has not logged in after {} s",
-                    waited.as_secs()
-                ),
-            };
-            let _ = tx.send(reason);
-        });
-        self.probe = Some(rx);
-    }
-
-    /// The probe's finding becomes the session's reason (API, events, page),
-    /// and is checked again after another timeout.
-    async fn diagnosed(&mut self, reason: String) {
-        self.probe = None;
-        let status = self.status();
-        if matches!(status, Status::Starting | Status::Reconnecting) {
-            warn!(session = self.name(), reason, "not connected");
-            self.set_status(status, Some(&reason)).await;
-            self.arm_diagnosis();
         }
     }
 
