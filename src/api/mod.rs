@@ -5,6 +5,7 @@ mod access;
 mod chats;
 mod cloud;
 mod contacts;
+mod dashboard;
 mod envelope;
 mod events;
 mod groups;
@@ -217,6 +218,7 @@ pub fn router(manager: Arc<Manager>, auth: Arc<Auth>, rate: crate::config::RateL
         // The docs page is static (no data, no secrets): it is served
         // without a credential and asks for one to load the document.
         .route("/docs", get(openapi::page))
+        .merge(dashboard::routes())
         .layer(middleware::from_fn(envelope::wrap))
         .layer(middleware::from_fn(cloud::wrap))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -264,17 +266,14 @@ fn sessions_by_status(m: &Manager) -> std::collections::BTreeMap<String, u64> {
 
 /// 200 with the store's state and sessions per status; 503 when the store
 /// does not answer.
-async fn health(State(m): Shared) -> Response {
+async fn health(State(st): State<AppState>) -> Response {
+    let m = &st.manager;
     let store = tokio::time::timeout(std::time::Duration::from_secs(3), m.store().ping()).await;
     let store_ok = matches!(store, Ok(Ok(())));
-    let counts = sessions_by_status(&m);
+    let counts = sessions_by_status(m);
     // The same numbers /metrics has: events waiting, and what became of
     // those posted since the bridge started.
-    let queued = if store_ok {
-        queue_depth(&m).await
-    } else {
-        None
-    };
+    let queued = if store_ok { queue_depth(m).await } else { None };
     let outcome = |o: &str| m.metrics().deliveries.with_label_values(&[o]).get();
     let body = json!({
         "ok": store_ok,
@@ -282,6 +281,9 @@ async fn health(State(m): Shared) -> Response {
         "sessions": counts,
         "queued": queued,
         "whatsapp_version": m.versions().describe(),
+        // Whether the API wants a credential: the dashboard asks for one
+        // only then (and answers nothing to an unsigned caller otherwise).
+        "auth_required": st.auth.enabled(),
         "deliveries": {
             "delivered": outcome("delivered"),
             "retried": outcome("retried"),

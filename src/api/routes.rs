@@ -36,6 +36,11 @@ fn session() -> Value {
         ("webhook_verify_token_set", t("boolean")),
         ("created_at", t("integer")),
         ("connected", t("boolean")),
+        (
+            "connected_since",
+            json!({"type": "integer", "nullable": true}),
+        ),
+        ("reconnects", t("integer")),
     ])
 }
 
@@ -179,6 +184,7 @@ pub fn endpoints() -> Vec<Endpoint> {
                         ("pinned", t("boolean")),
                     ]),
                 ),
+                ("auth_required", t("boolean")),
                 (
                     "deliveries",
                     object(&[
@@ -211,13 +217,16 @@ pub fn endpoints() -> Vec<Endpoint> {
         ep(
             "get",
             "/v1/sessions",
-            "All sessions",
+            "All sessions (a session key: its own)",
             None,
             200,
-            Some(object(&[(
-                "sessions",
-                json!({"type": "array", "items": session()}),
-            )])),
+            Some(object(&[
+                ("sessions", json!({"type": "array", "items": session()})),
+                (
+                    "access",
+                    json!({"type": "string", "enum": ["open", "admin", "session"]}),
+                ),
+            ])),
             get(list),
         ),
         ep(

@@ -21,6 +21,10 @@ pub(super) fn view_json(v: &SessionView) -> Value {
         "webhook_verify_token_set": v.webhook.verify_token.is_some(),
         "created_at": v.created_at,
         "connected": v.status == Status::Working,
+        // Since when it has been WORKING (unix seconds), and how many times
+        // it has reconnected since the bridge started it.
+        "connected_since": v.connected_since,
+        "reconnects": v.reconnects,
     })
 }
 /// The webhook settings a register, create or patch body may carry. An
@@ -231,9 +235,22 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, axum::Json(view_json(&v))).into_response())
 }
 
-pub(super) async fn list(State(m): Shared) -> Response {
-    let all: Vec<Value> = m.list().iter().map(view_json).collect();
-    axum::Json(json!({"sessions": all})).into_response()
+/// Every session, or with a session key its own; `access` says which
+/// credential asked (`open`, `admin` or `session`), so that a client such
+/// as the dashboard knows what it may offer.
+pub(super) async fn list(State(m): Shared, Extension(who): Extension<Principal>) -> Response {
+    let all: Vec<Value> = m
+        .list()
+        .iter()
+        .filter(|v| who.may_use(&v.name))
+        .map(view_json)
+        .collect();
+    let access = match who {
+        Principal::Open => "open",
+        Principal::Admin => "admin",
+        Principal::Session { .. } => "session",
+    };
+    axum::Json(json!({"sessions": all, "access": access})).into_response()
 }
 
 pub(super) async fn show(State(m): Shared, Path(n): Path<String>) -> Result<Response, ApiError> {

@@ -6,8 +6,10 @@
 mod support;
 
 mod bridge;
+mod browser;
 mod chats;
 mod cloud;
+mod dashboard;
 mod durability;
 mod events;
 mod formats;

@@ -73,6 +73,7 @@ async fn keys_tokens_and_session_scopes() {
     assert_eq!(s, 200);
     assert_eq!(v["meta"]["version"], env!("CARGO_PKG_VERSION"));
     assert!(v["sessions"].is_array());
+    assert_eq!(v["access"], "admin");
     let key = bearer(KEY);
     let k = Some((key.0, key.1.as_str()));
     // The wapi routes follow the same rule; health needs nothing.
@@ -80,7 +81,9 @@ async fn keys_tokens_and_session_scopes() {
         call(&bridge, M::GET, "/get-session-info/a/", None).await.0,
         401
     );
-    assert_eq!(call(&bridge, M::GET, "/v1/health", None).await.0, 200);
+    let (s, v) = call(&bridge, M::GET, "/v1/health", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["auth_required"], true);
 
     // Session keys: sessions a and b, a key for a.
     for n in ["a", "b"] {
@@ -104,7 +107,26 @@ async fn keys_tokens_and_session_scopes() {
         200
     );
     assert_eq!(call(&bridge, M::GET, "/v1/sessions/b", a).await.0, 403);
-    assert_eq!(call(&bridge, M::GET, "/v1/sessions", a).await.0, 403);
+    // The list answers with its own session only; it may not create one.
+    let (s, v) = call(&bridge, M::GET, "/v1/sessions", a).await;
+    assert_eq!(s, 200);
+    assert_eq!(v["access"], "session");
+    let names: Vec<&str> = v["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a"]);
+    let r = bridge
+        .http
+        .post(format!("{}/v1/sessions", bridge.base))
+        .header(a_key.0, &a_key.1)
+        .json(&json!({"name": "c", "start": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     assert_eq!(
         call(&bridge, M::POST, "/v1/sessions/a/keys", a).await.0,
         403
