@@ -9,10 +9,15 @@ use tokio::process::{Child, Command};
 /// This same binary, to run one of its child roles. `BENCH_WRAP_SERVE`
 /// (e.g. `valgrind --tool=callgrind`) runs the bridge under a profiler.
 pub fn me(role: &str) -> anyhow::Result<Command> {
-    let exe = std::env::current_exe().context("the benchmark's own path")?;
     let wrapper = std::env::var("BENCH_WRAP_SERVE")
         .ok()
         .filter(|w| role == "serve" && !w.trim().is_empty());
+    me_under(role, wrapper.as_deref())
+}
+
+/// [`me`] under a command of the caller's (`valgrind --tool=callgrind`).
+pub fn me_under(role: &str, wrapper: Option<&str>) -> anyhow::Result<Command> {
+    let exe = std::env::current_exe().context("the benchmark's own path")?;
     let mut c = match wrapper {
         Some(w) => {
             let mut words = w.split_whitespace();

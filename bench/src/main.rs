@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run --release -p wapi-bench -- all            # the full run (a few minutes)
 //! cargo run --release -p wapi-bench -- all --quick    # a small one (seconds)
+//! cargo run --release -p wapi-bench -- cost           # instructions per message (callgrind)
 //! ```
 //!
 //! Prints one JSON line per figure. The bridge and the bare clients run as
@@ -15,6 +16,7 @@
 
 mod bare;
 mod child;
+mod cost;
 mod groups;
 mod media;
 mod params;
@@ -30,11 +32,17 @@ async fn main() -> anyhow::Result<()> {
         // Children, started by `all`.
         Some("serve") => serve().await,
         Some("bare") => bare::serve().await,
+        Some("cost") => {
+            let params = cost::CostParams::from_args(args.get(1..).unwrap_or_default())?;
+            cost::run(params).await
+        }
         Some("all") | None => {
             let params = params::Params::from_args(args.get(1..).unwrap_or_default())?;
             run::all(params).await
         }
-        Some(other) => bail!("unknown command {other:?}; usage: wapi-bench all [--quick]"),
+        Some(other) => bail!(
+            "unknown command {other:?}; usage: wapi-bench all [--quick] | cost [--sessions N] [--messages M] [--keep DIR]"
+        ),
     }
 }
 

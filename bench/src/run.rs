@@ -11,6 +11,7 @@ use tokio::process::Child;
 use tokio::sync::Semaphore;
 use wa_sim::{SimHandle, Simulator};
 
+pub(crate) use crate::child::me_under;
 use crate::child::{cpu_time, me, pid, rss, terminate};
 use crate::params::Params;
 use crate::receiver::Receiver;
@@ -24,7 +25,7 @@ fn extend(v: &mut Value, more: &Value) {
     }
 }
 
-fn figure(name: &str, fields: Value) {
+pub(crate) fn figure(name: &str, fields: Value) {
     let mut v = json!({"bench": "wapi", "figure": name});
     extend(&mut v, &fields);
     println!("{v}");
@@ -35,7 +36,7 @@ pub(crate) fn round(x: f64, places: i32) -> f64 {
     (x * k).round() / k
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -71,7 +72,7 @@ pub(crate) struct Api {
 }
 
 impl Api {
-    fn new(port: u16) -> Self {
+    pub(crate) fn new(port: u16) -> Self {
         Self {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
@@ -159,7 +160,7 @@ impl Api {
         .await
     }
 
-    async fn link_range(
+    pub(crate) async fn link_range(
         &self,
         sim: &Arc<SimHandle>,
         hook: &str,
@@ -188,11 +189,22 @@ fn spawn_bridge(
     port: u16,
     redis: Option<&str>,
 ) -> anyhow::Result<Child> {
+    spawn_bridge_with(sim, root, port, redis, me("serve")?)
+}
+
+/// [`spawn_bridge`] with a command of the caller's (the bridge under a
+/// profiler).
+pub(crate) fn spawn_bridge_with(
+    sim: &SimHandle,
+    root: &std::path::Path,
+    port: u16,
+    redis: Option<&str>,
+    mut c: tokio::process::Command,
+) -> anyhow::Result<Child> {
     // The simulator's media host has a certificate of its own, which this
     // sandbox build trusts when told.
     let ca = root.with_extension("media-ca.pem");
     std::fs::write(&ca, sim.media_ca_pem())?;
-    let mut c = me("serve")?;
     c.env_clear()
         .env("WAPI_SANDBOX_MEDIA_CA", &ca)
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -213,8 +225,8 @@ fn spawn_bridge(
     Ok(c.spawn()?)
 }
 
-async fn started(api: &Api) -> anyhow::Result<()> {
-    api.until(Duration::from_secs(60), "the bridge answering", || async {
+pub(crate) async fn started(api: &Api) -> anyhow::Result<()> {
+    api.until(Duration::from_secs(120), "the bridge answering", || async {
         api.json("/v1/health").await.is_ok()
     })
     .await
@@ -380,7 +392,7 @@ const REDIS_OFFSET: usize = 100_000;
 /// returns messages per second from the first send to the last arrival.
 /// Also says where the CPU went: the bridge's cores, and this process's
 /// (the contacts' encryption, the simulator, the receiver).
-async fn inbound_burst(
+pub(crate) async fn inbound_burst(
     sim: &Arc<SimHandle>,
     hook: &Receiver,
     bridge_pid: u32,
