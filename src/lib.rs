@@ -215,5 +215,10 @@ impl App {
         self.version_task.abort();
         self.manager.shutdown().await;
         self.webhooks.shutdown().await;
+        // What the store holds in memory only (deliveries done) goes to
+        // disk, so that a clean restart posts nothing twice.
+        if let Err(e) = self.manager.store().flush().await {
+            tracing::warn!("cannot flush the store: {e}");
+        }
     }
 }

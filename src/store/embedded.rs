@@ -51,8 +51,14 @@ pub struct EmbeddedStore {
     last_prune: Arc<AtomicU64>,
     /// The hot writes (a message in, a delivery done) go through one writer
     /// thread that commits everything queued in one transaction: one fsync
-    /// for many events instead of one each. Durability is unchanged, as a
-    /// caller hears back only after the commit.
+    /// for many events instead of one each. A caller hears back only after
+    /// the commit. A push (an event taken) is durable before its caller hears
+    /// back; a removal (an event delivered) or a remembered message is
+    /// committed in memory and becomes durable with the next durable commit
+    /// (the next push, half a second of quiet, or [`Store::flush`] at
+    /// shutdown), which spares most commits their page flush. A crash can
+    /// only make an event delivered in that last moment be posted again, with
+    /// the same event id (delivery is at least once).
     group: std::sync::mpsc::Sender<Grouped>,
 }
 
@@ -77,7 +83,15 @@ enum Grouped {
         json: String,
         reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Nothing to write: makes what is committed in memory durable.
+    Flush {
+        reply: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+    },
 }
+
+/// With nothing queued for this long, the writer makes its in-memory
+/// commits durable.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Writes a batch at most this large in one transaction.
 const GROUP_MAX: usize = 512;
@@ -98,7 +112,13 @@ impl Grouped {
                     .insert(key.as_str(), (*at, json.as_str()))?;
                 Ok(Done::Removed)
             }
+            Grouped::Flush { .. } => Ok(Done::Removed),
         }
+    }
+
+    /// Whether the caller may hear back only once the write is on disk.
+    fn durable(&self) -> bool {
+        matches!(self, Grouped::Push { .. } | Grouped::Flush { .. })
     }
 
     fn reply(self, result: Result<Done, StoreError>) {
@@ -106,7 +126,9 @@ impl Grouped {
             Grouped::Push { reply, .. } => {
                 let _ = reply.send(result.map(|d| matches!(d, Done::Pushed(true))));
             }
-            Grouped::Remove { reply, .. } | Grouped::Remember { reply, .. } => {
+            Grouped::Remove { reply, .. }
+            | Grouped::Remember { reply, .. }
+            | Grouped::Flush { reply } => {
                 let _ = reply.send(result.map(|_| ()));
             }
         }
@@ -123,7 +145,25 @@ enum Done {
 /// dropped and each write is retried in a transaction of its own, so one bad
 /// record cannot fail its neighbours.
 fn group_writer(db: Arc<Database>, queue: std::sync::mpsc::Receiver<Grouped>) {
-    while let Ok(first) = queue.recv() {
+    use std::sync::mpsc::RecvTimeoutError;
+    // Whether something is committed in memory only.
+    let mut in_memory = false;
+    loop {
+        let first = match queue.recv_timeout(IDLE_FLUSH) {
+            Ok(op) => op,
+            Err(RecvTimeoutError::Timeout) => {
+                if in_memory {
+                    match write_as(&db, true, |_| Ok(())) {
+                        Ok(()) => in_memory = false,
+                        Err(e) => {
+                            tracing::warn!("cannot make the store's last writes durable: {e}")
+                        }
+                    }
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         let mut batch = vec![first];
         while batch.len() < GROUP_MAX {
             match queue.try_recv() {
@@ -131,7 +171,8 @@ fn group_writer(db: Arc<Database>, queue: std::sync::mpsc::Receiver<Grouped>) {
                 Err(_) => break,
             }
         }
-        let together = write(&db, |txn| {
+        let durable = batch.iter().any(Grouped::durable);
+        let together = write_as(&db, durable, |txn| {
             batch
                 .iter()
                 .map(|op| op.apply(txn))
@@ -139,17 +180,25 @@ fn group_writer(db: Arc<Database>, queue: std::sync::mpsc::Receiver<Grouped>) {
         });
         match together {
             Ok(results) => {
+                in_memory = !durable;
                 for (op, r) in batch.into_iter().zip(results) {
                     op.reply(Ok(r));
                 }
             }
             Err(_) => {
                 for op in batch {
-                    let r = write(&db, |txn| op.apply(txn));
+                    let durable = op.durable();
+                    let r = write_as(&db, durable, |txn| op.apply(txn));
+                    if r.is_ok() {
+                        in_memory = !durable;
+                    }
                     op.reply(r);
                 }
             }
         }
+    }
+    if in_memory && let Err(e) = write_as(&db, true, |_| Ok(())) {
+        tracing::warn!("cannot make the store's last writes durable: {e}");
     }
 }
 
@@ -375,6 +424,10 @@ impl Store for EmbeddedStore {
             })
         })
         .await
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.grouped(|reply| Grouped::Flush { reply }).await
     }
 
     async fn outbox_push(&self, ev: OutboxEvent) -> Result<bool, StoreError> {
@@ -695,7 +748,21 @@ fn write<T>(
     db: &Database,
     f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    let txn = db.begin_write()?;
+    write_as(db, true, f)
+}
+
+/// A write transaction, durable when the commit returns or (`durable`
+/// false) in memory until the next durable one.
+fn write_as<T>(
+    db: &Database,
+    durable: bool,
+    f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let mut txn = db.begin_write()?;
+    if !durable {
+        txn.set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::Unavailable(format!("set durability: {e}")))?;
+    }
     let out = f(&txn)?;
     txn.commit()?;
     Ok(out)

@@ -150,6 +150,11 @@ pub enum StoreError {
 
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
+    /// Makes every write so far durable (the embedded store commits some in
+    /// memory first); called at shutdown.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn put_session(&self, rec: &SessionRecord) -> Result<(), StoreError>;
     async fn get_session(&self, name: &str) -> Result<Option<SessionRecord>, StoreError>;
     /// All sessions, sorted by name.
