@@ -107,7 +107,13 @@ async fn the_dashboard_links_watches_sends_and_replays() {
 
     // The QR appears; the phone scans it; the page turns WORKING by itself.
     let code = qr_on_page(&page).await;
-    sim.scan(&code, PHONE, "Dash Phone").await.expect("scan");
+    let r = admin_post(
+        &sim,
+        "/scan",
+        json!({"qr": code, "phone": PHONE, "push_name": "Dash Phone"}),
+    )
+    .await;
+    assert_eq!(r.status(), 200, "scan through wa-sim's admin API");
     page.wait_text("#d-status", "WORKING").await;
     page.wait_text("#session-list", "WORKING").await;
     page.wait_text("#d-number", &format!("+{PHONE}")).await;
