@@ -38,17 +38,12 @@ impl CostParams {
             messages: 200,
             keep: None,
         };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .with_context(|| format!("{name} needs a value"))
-                    .cloned()
-            };
-            match a.as_str() {
-                "--sessions" => p.sessions = value("--sessions")?.parse()?,
-                "--messages" => p.messages = value("--messages")?.parse()?,
-                "--keep" => p.keep = Some(PathBuf::from(value("--keep")?)),
+        let mut o = crate::params::Options::new(args);
+        while let Some(flag) = o.flag() {
+            match flag {
+                "--sessions" => p.sessions = o.value(flag)?,
+                "--messages" => p.messages = o.value(flag)?,
+                "--keep" => p.keep = Some(o.value(flag)?),
                 other => bail!("unknown option {other:?}"),
             }
         }

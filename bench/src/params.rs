@@ -65,24 +65,20 @@ impl Params {
 
     pub fn from_args(args: &[String]) -> anyhow::Result<Self> {
         let mut p = Self::full();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .with_context(|| format!("{name} needs a value"))
-                    .cloned()
-            };
-            match a.as_str() {
+        let mut o = Options::new(args);
+        while let Some(flag) = o.flag() {
+            match flag {
                 "--quick" => p = Self::quick(),
                 "--sessions" => {
-                    p.steps = value("--sessions")?
+                    p.steps = o
+                        .value::<String>(flag)?
                         .split(',')
                         .map(|s| s.trim().parse::<usize>().context("--sessions: numbers"))
                         .collect::<anyhow::Result<_>>()?;
                 }
-                "--messages" => p.inbound = value("--messages")?.parse()?,
-                "--idle-secs" => p.idle_secs = value("--idle-secs")?.parse()?,
-                "--group-members" => p.group_members = value("--group-members")?.parse()?,
+                "--messages" => p.inbound = o.value(flag)?,
+                "--idle-secs" => p.idle_secs = o.value(flag)?,
+                "--group-members" => p.group_members = o.value(flag)?,
                 other => bail!("unknown option {other:?}"),
             }
         }
@@ -96,5 +92,34 @@ impl Params {
 
     pub fn most(&self) -> usize {
         self.steps.last().copied().unwrap_or(0)
+    }
+}
+
+/// `--flag value` options, read one flag at a time (shared by `all` and
+/// `cost`).
+pub struct Options<'a> {
+    it: std::slice::Iter<'a, String>,
+}
+
+impl<'a> Options<'a> {
+    pub fn new(args: &'a [String]) -> Self {
+        Self { it: args.iter() }
+    }
+
+    pub fn flag(&mut self) -> Option<&'a str> {
+        self.it.next().map(String::as_str)
+    }
+
+    /// The value after `flag`, parsed.
+    pub fn value<T: std::str::FromStr>(&mut self, flag: &str) -> anyhow::Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let raw = self
+            .it
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
+        raw.parse()
+            .map_err(|e| anyhow::anyhow!("{flag}: {raw:?}: {e}"))
     }
 }
