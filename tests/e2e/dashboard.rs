@@ -125,6 +125,16 @@ async fn the_dashboard_links_watches_sends_and_replays() {
         "the QR goes once linked"
     );
 
+    // The list keeps a keyboard user's focus when it is rebuilt (as the
+    // poll does when a status changes).
+    let kept = page
+        .js("document.querySelector('#session-list button').focus(); \
+             document.getElementById('session-list').dataset.shown = ''; \
+             renderList(); \
+             return document.activeElement.dataset.session || null;")
+        .await;
+    assert_eq!(kept, "dash");
+
     // A contact's message shows in the live log.
     sim.contact_send(CONTACT, PHONE, "hello from a contact", Some("Carol"))
         .await

@@ -169,8 +169,14 @@ function badge(el, status) {
 
 function renderList() {
   const list = $("session-list");
-  list.replaceChildren();
   const names = [...state.sessions.keys()].sort();
+  // Rebuilt only when something shown changed (the detail poll calls this
+  // every few seconds), and the focused entry keeps the focus.
+  const shown = JSON.stringify([state.selected, names.map((n) => [n, state.sessions.get(n).status])]);
+  if (shown === list.dataset.shown) return;
+  list.dataset.shown = shown;
+  const focused = document.activeElement && document.activeElement.dataset.session;
+  list.replaceChildren();
   $("no-sessions").hidden = names.length > 0;
   for (const name of names) {
     const s = state.sessions.get(name);
@@ -188,6 +194,7 @@ function renderList() {
     b.addEventListener("click", () => select(name));
     li.append(b);
     list.append(li);
+    if (name === focused) b.focus();
   }
 }
 
@@ -206,9 +213,7 @@ function when(unixSeconds) {
 function select(name) {
   state.selected = name;
   state.qrCode = null;
-  for (const b of document.querySelectorAll("#session-list button")) {
-    b.setAttribute("aria-current", String(b.dataset.session === name));
-  }
+  renderList();
   ["action-result", "pair-result", "send-result", "hook-result", "replay-result"].forEach((id) => say(id, ""));
   $("detail").hidden = false;
   fillWebhookForm(state.sessions.get(name));
